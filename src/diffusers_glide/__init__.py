@@ -1,8 +1,10 @@
 """diffusers-glide: OpenAI's GLIDE as Hugging Face diffusers models, scheduler and pipelines."""
 
-
+from .models import GlideTextEncoder, GlideUNet2DModel
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GlideTextEncoder",
+    "GlideUNet2DModel",
 ]

@@ -1,0 +1,82 @@
+"""GlideTextEncoder: parity with the reference text transformer, round trip and input checks."""
+
+import pytest
+import torch
+from conftest import MODEL_TYPES, load_reference, max_abs_diff, public_config
+
+from diffusers_glide import GlideTextEncoder, GlideUNet2DModel
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_text_states_match_reference(converted_folders, model_type):
+    text_encoder = GlideTextEncoder.from_pretrained(converted_folders[model_type], subfolder="text_encoder")
+    unet = GlideUNet2DModel.from_pretrained(converted_folders[model_type], subfolder="unet")
+    ref, _ = load_reference(f"{model_type}.forward")
+    with torch.no_grad():
+        states = text_encoder(ref["tokens"], attention_mask=ref["mask"]).last_hidden_state
+        pooled = unet.pooled_text_proj(states[:, -1])
+    assert states.shape == (3, 16, 16)
+    # The reference returns xf_out channels-first (NCL); ours is NLC like transformers.
+    diff = max_abs_diff(states.permute(0, 2, 1), ref["xf_out"])
+    assert diff <= 1e-4, f"xf_out max abs diff {diff}"
+    diff = max_abs_diff(pooled, ref["xf_proj"])
+    assert diff <= 1e-4, f"xf_proj max abs diff {diff}"
+
+
+def test_padding_positions_use_padding_embedding_not_tokens():
+    torch.manual_seed(0)
+    encoder = GlideTextEncoder(
+        vocab_size=50, context_length=6, hidden_size=8, num_hidden_layers=1, num_attention_heads=2
+    )
+    ids = torch.tensor([[5, 6, 7, 49, 49, 49]])
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    other_ids = ids.clone()
+    other_ids[0, 3:] = 3  # different ids at padded positions must not matter
+    with torch.no_grad():
+        first = encoder(ids, mask).last_hidden_state
+        second = encoder(other_ids, mask).last_hidden_state
+        unmasked = encoder(ids, torch.ones_like(mask)).last_hidden_state
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, unmasked)
+
+
+def test_tuple_output_and_hidden_states():
+    torch.manual_seed(0)
+    encoder = GlideTextEncoder(
+        vocab_size=50, context_length=4, hidden_size=8, num_hidden_layers=2, num_attention_heads=2
+    )
+    ids = torch.tensor([[1, 2, 3, 4]])
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    with torch.no_grad():
+        output = encoder(ids, mask, output_hidden_states=True)
+        as_tuple = encoder(ids, mask, return_dict=False)
+    assert len(output.hidden_states) == 3  # embeddings + one per layer
+    assert torch.equal(as_tuple[0], output.last_hidden_state)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    encoder = GlideTextEncoder(
+        vocab_size=50, context_length=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2
+    )
+    encoder.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    reloaded = GlideTextEncoder.from_pretrained(tmp_path)
+    assert public_config(reloaded.config) == public_config(encoder.config)
+    ids, mask = torch.tensor([[1, 2, 0, 0]]), torch.tensor([[True, True, False, False]])
+    with torch.no_grad():
+        assert torch.equal(encoder(ids, mask).last_hidden_state, reloaded(ids, mask).last_hidden_state)
+
+
+def test_bad_inputs_raise_clear_errors():
+    encoder = GlideTextEncoder(
+        vocab_size=50, context_length=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2
+    )
+    with pytest.raises(ValueError, match=r"input_ids.*\(batch, 4\).*\(1, 3\)"):
+        encoder(torch.tensor([[1, 2, 3]]), torch.tensor([[True, True, True]]))
+    with pytest.raises(ValueError, match="attention_mask.*required"):
+        encoder(torch.tensor([[1, 2, 3, 4]]))
+    with pytest.raises(ValueError, match=r"attention_mask.*\(1, 4\).*\(1, 3\)"):
+        encoder(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[True, True, True]]))
+    with pytest.raises(ValueError, match="divisible"):
+        GlideTextEncoder(hidden_size=10, num_attention_heads=3, num_hidden_layers=1)
