@@ -1,10 +1,13 @@
 """diffusers-glide: OpenAI's GLIDE as Hugging Face diffusers models, scheduler and pipelines."""
 
 from .models import GlideTextEncoder, GlideUNet2DModel
+from .schedulers import GlideScheduler, GlideSchedulerOutput
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GlideScheduler",
+    "GlideSchedulerOutput",
     "GlideTextEncoder",
     "GlideUNet2DModel",
 ]
