@@ -2,6 +2,7 @@
 
 from .models import GlideTextEncoder, GlideUNet2DModel
 from .schedulers import GlideScheduler, GlideSchedulerOutput
+from .tokenization import build_glide_tokenizer, tokenize_prompts
 
 __version__ = "0.1.0.dev0"
 
@@ -10,4 +11,6 @@ __all__ = [
     "GlideSchedulerOutput",
     "GlideTextEncoder",
     "GlideUNet2DModel",
+    "build_glide_tokenizer",
+    "tokenize_prompts",
 ]

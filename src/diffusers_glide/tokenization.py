@@ -1,0 +1,244 @@
+"""GLIDE's text tokenizer as a Hugging Face fast tokenizer.
+
+GLIDE encodes prompts with GPT-2's byte-level BPE (50257 ids, ``<|endoftext|>`` = 50256) with three
+differences from the stock GPT-2 tokenizer:
+
+* the prompt is lower-cased before BPE (Python ``str.lower``);
+* no start/end tokens are added, and a literal ``<|endoftext|>`` inside a prompt is tokenized as ordinary
+  text (``<``, ``|``, ``end``, ...), never as id 50256;
+* prompts are truncated to the text context (128 for the released models) and right-padded with
+  ``<|endoftext|>``, with a boolean mask that is True on real tokens.
+
+[`build_glide_tokenizer`] builds a [`~transformers.PreTrainedTokenizerFast`] whose saved files carry all of
+that: the lower-casing is the ``normalizer`` of ``tokenizer.json`` and the "special tokens are plain text"
+rule is ``"split_special_tokens": true`` in ``tokenizer_config.json``. [`tokenize_prompts`] reproduces the
+reference's padding/truncation and mask.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Sequence
+
+import torch
+from diffusers.utils import logging
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+from transformers import PreTrainedTokenizerFast
+
+logger = logging.get_logger(__name__)
+
+END_OF_TEXT = "<|endoftext|>"
+END_OF_TEXT_ID = 50256
+VOCAB_SIZE = 50257
+TEXT_CONTEXT_LENGTH = 128
+
+ENCODER_FILE = "encoder.json"
+MERGES_FILE = "vocab.bpe"
+SAVED_TOKENIZER_FILE = "tokenizer.json"
+
+# Python's `str.lower` maps a capital sigma to the final form `ς` when it ends a word (Unicode's Final_Sigma
+# context: preceded by a cased letter and not followed by one, case-ignorable characters being skipped on both
+# sides), while the `Lowercase` normalizer maps every `Σ` to `σ`. This rewrite runs before `Lowercase` so the
+# normalizer agrees with `str.lower` (`\K` drops the context before the sigma from the replaced span).
+_FINAL_SIGMA_PATTERN = (
+    r"[\p{Cased}&&\P{Case_Ignorable}]\p{Case_Ignorable}*\K\x{03A3}"
+    r"(?!\p{Case_Ignorable}*[\p{Cased}&&\P{Case_Ignorable}])"
+)
+
+
+def _read_text(path: str) -> str:
+    if path.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read()
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _find_file(folder: str, name: str) -> str | None:
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _load_vocab(path: str) -> dict[str, int]:
+    try:
+        vocab = json.loads(_read_text(path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"Could not read the GPT-2 vocabulary {path}: {e}") from e
+    if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
+        raise ValueError(f"{path} must be a JSON object mapping BPE tokens to integer ids (a GPT-2 vocab.json).")
+    if vocab.get(END_OF_TEXT) is None:
+        raise ValueError(f"{path} has no {END_OF_TEXT!r} entry; it is not GLIDE's GPT-2 vocabulary.")
+    missing = [symbol for symbol in pre_tokenizers.ByteLevel.alphabet() if symbol not in vocab]
+    if missing:
+        raise ValueError(
+            f"{path} lacks {len(missing)} of the 256 byte-level symbols (e.g. {missing[:5]}); "
+            "a byte-level BPE vocabulary must contain all of them."
+        )
+    return vocab
+
+
+def _load_merges(path: str) -> list[tuple[str, str]]:
+    try:
+        lines = _read_text(path).split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"Could not read the GPT-2 merges {path}: {e}") from e
+    merges = []
+    for line_number, line in enumerate(lines, start=1):
+        if line.startswith("#version") or not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(f"{path}, line {line_number}: expected a merge `left right`, got {line!r}.")
+        merges.append((parts[0], parts[1]))
+    if not merges:
+        raise ValueError(f"{path} holds no BPE merges.")
+    return merges
+
+
+def _build_from_bpe_files(encoder_path: str, merges_path: str) -> PreTrainedTokenizerFast:
+    vocab = _load_vocab(encoder_path)
+    merges = _load_merges(merges_path)
+    try:
+        model = BPE(vocab=vocab, merges=merges, dropout=None, fuse_unk=False)
+    except Exception as e:  # the Rust side raises a bare Exception on merges whose tokens are not in the vocab
+        raise ValueError(f"{encoder_path} and {merges_path} do not form a valid BPE model: {e}") from e
+
+    backend = Tokenizer(model)
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Replace(Regex(_FINAL_SIGMA_PATTERN), "\u03c2"), normalizers.Lowercase()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    # An explicit post-processor (offsets only, no tokens added) stops transformers from installing a template.
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        unk_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        # GLIDE tokenizes a literal "<|endoftext|>" in a prompt as text; saved in tokenizer_config.json.
+        split_special_tokens=True,
+        model_max_length=TEXT_CONTEXT_LENGTH,
+        padding_side="right",
+        truncation_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def build_glide_tokenizer(vocab_dir: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """Build (or load) GLIDE's GPT-2 byte-level BPE tokenizer.
+
+    The tokenizer lower-cases its input (a `tokenizers` normalizer, so it is part of ``tokenizer.json``), adds
+    no special tokens, pads with ``<|endoftext|>`` (id 50256) and treats a literal ``<|endoftext|>`` in the
+    text as ordinary text (``split_special_tokens=True``). With transformers v5 the returned object is a
+    ``TokenizersBackend`` (which ``PreTrainedTokenizerFast`` aliases); it round-trips through
+    ``save_pretrained`` and ``AutoTokenizer.from_pretrained``.
+
+    Args:
+        vocab_dir (`str` or `os.PathLike`):
+            Either a folder holding GLIDE's ``encoder.json`` (a GPT-2 ``vocab.json``) and ``vocab.bpe`` (GPT-2
+            merges with a ``#version`` header), each optionally gzipped (``encoder.json.gz``,
+            ``vocab.bpe.gz``), or a folder written by the tokenizer's ``save_pretrained``
+            (``tokenizer.json`` + ``tokenizer_config.json``), which is then loaded.
+
+    Returns:
+        [`~transformers.PreTrainedTokenizerFast`]: the tokenizer.
+
+    Raises:
+        FileNotFoundError: if ``vocab_dir`` is not a folder or holds neither layout.
+        ValueError: if the vocabulary or merges files are malformed.
+    """
+    folder = os.fspath(vocab_dir)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"GLIDE tokenizer folder {folder!r} does not exist or is not a directory.")
+
+    if os.path.isfile(os.path.join(folder, SAVED_TOKENIZER_FILE)):
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+
+    encoder_path = _find_file(folder, ENCODER_FILE)
+    merges_path = _find_file(folder, MERGES_FILE)
+    if encoder_path is None or merges_path is None:
+        missing = [name for name, path in ((ENCODER_FILE, encoder_path), (MERGES_FILE, merges_path)) if path is None]
+        raise FileNotFoundError(
+            f"GLIDE tokenizer folder {folder!r} is missing {' and '.join(f'{m}[.gz]' for m in missing)}. Expected "
+            f"either {ENCODER_FILE}[.gz] + {MERGES_FILE}[.gz] (GLIDE's GPT-2 BPE files) or a folder written by "
+            f"the tokenizer's save_pretrained ({SAVED_TOKENIZER_FILE} + tokenizer_config.json)."
+        )
+    return _build_from_bpe_files(encoder_path, merges_path)
+
+
+def tokenize_prompts(
+    tokenizer: PreTrainedTokenizerFast, prompts: str | Sequence[str], context_length: int
+) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """Tokenize prompts the way GLIDE does: truncate to the context, right-pad with ``<|endoftext|>``.
+
+    This is the reference's ``encode`` followed by ``padded_tokens_and_mask``: no special tokens are added, a
+    literal ``<|endoftext|>`` in a prompt is encoded as text, prompts longer than ``context_length`` tokens keep
+    their first ``context_length`` tokens (a warning names what was dropped), and the mask is True on real
+    tokens and False on padding. An empty prompt gives only padding and an all-False mask.
+
+    Args:
+        tokenizer ([`~transformers.PreTrainedTokenizerFast`]):
+            The tokenizer from [`build_glide_tokenizer`]. Its pad token (or else its eos token) pads.
+        prompts (`str` or `list[str]`):
+            One prompt or a non-empty list of prompts.
+        context_length (`int`):
+            Length of the text context (128 for the released GLIDE models).
+
+    Returns:
+        `tuple[torch.LongTensor, torch.BoolTensor]`: token ids and mask, both of shape
+        ``(len(prompts), context_length)``.
+
+    Raises:
+        TypeError: if a prompt is not a string.
+        ValueError: if ``prompts`` is empty, ``context_length`` is not a positive integer or the tokenizer has
+            no pad/eos token.
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    elif isinstance(prompts, Sequence):
+        prompts = list(prompts)
+    else:
+        raise TypeError(f"`prompts` must be a string or a list of strings, got {type(prompts).__name__}.")
+    if not prompts:
+        raise ValueError("`prompts` is an empty list; pass at least one prompt (use '' for an empty prompt).")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"Every prompt must be a string, but prompt {i} is a {type(prompt).__name__}: {prompt!r}.")
+    if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1:
+        raise ValueError(f"`context_length` must be a positive integer, got {context_length!r}.")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("The tokenizer has neither a pad token nor an eos token to pad prompts with.")
+
+    encoded = tokenizer(
+        prompts,
+        add_special_tokens=False,
+        padding=False,
+        truncation=False,
+        split_special_tokens=True,
+        return_attention_mask=False,
+        verbose=False,
+    )["input_ids"]
+
+    ids = torch.full((len(prompts), context_length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), context_length), dtype=torch.bool)
+    for i, tokens in enumerate(encoded):
+        if len(tokens) > context_length:
+            removed = tokenizer.decode(tokens[context_length:], clean_up_tokenization_spaces=False)
+            logger.warning(
+                f"Prompt {i} is {len(tokens)} tokens long but the text context holds {context_length}: "
+                f"the last {len(tokens) - context_length} tokens were truncated. Removed text: {removed!r}"
+            )
+            tokens = tokens[:context_length]
+        ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[i, : len(tokens)] = True
+    return ids, mask
