@@ -1,0 +1,28 @@
+"""Conversion of OpenAI's released GLIDE checkpoints into diffusers-glide pipeline folders."""
+
+from .convert import (
+    ConvertedGlide,
+    build_model_card,
+    convert_glide_checkpoint,
+    convert_state_dict,
+    load_openai_checkpoint,
+    push_folder_to_hub,
+    write_pipeline_folder,
+)
+from .options import MODEL_TYPES, configs_from_options, default_options, resolve_options
+from .state_dict import CheckpointMismatchError
+
+__all__ = [
+    "MODEL_TYPES",
+    "CheckpointMismatchError",
+    "ConvertedGlide",
+    "build_model_card",
+    "configs_from_options",
+    "convert_glide_checkpoint",
+    "convert_state_dict",
+    "default_options",
+    "load_openai_checkpoint",
+    "push_folder_to_hub",
+    "resolve_options",
+    "write_pipeline_folder",
+]
