@@ -78,5 +78,7 @@ def test_bad_inputs_raise_clear_errors():
         encoder(torch.tensor([[1, 2, 3, 4]]))
     with pytest.raises(ValueError, match=r"attention_mask.*\(1, 4\).*\(1, 3\)"):
         encoder(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[True, True, True]]))
+    with pytest.raises(ValueError, match=r"token ids in \[0, 50\), got values in \[1, 50\]"):
+        encoder(torch.tensor([[1, 2, 3, 50]]), torch.tensor([[True] * 4]))
     with pytest.raises(ValueError, match="divisible"):
         GlideTextEncoder(hidden_size=10, num_attention_heads=3, num_hidden_layers=1)

@@ -171,6 +171,7 @@ def test_bad_inputs_raise_clear_errors():
         ),
         (base, dict(inpaint_image=x, inpaint_mask=mask), "not an inpainting model"),
     ]
+    cases.append((base, dict(timestep=torch.tensor([1, 2])), "single timestep or one per sample"))
     for model, overrides, message in cases:
         kwargs = dict(sample=x, timestep=5, encoder_hidden_states=states)
         kwargs.update(overrides)

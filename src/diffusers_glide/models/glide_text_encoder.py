@@ -122,6 +122,11 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
                 f"`input_ids` must have shape (batch, {context_length}) (prompts padded to the context length), "
                 f"got {tuple(input_ids.shape)}."
             )
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"`input_ids` must be token ids in [0, {self.config.vocab_size}), got values in "
+                f"[{input_ids.min().item()}, {input_ids.max().item()}]."
+            )
         if self.padding_embedding is not None:
             if attention_mask is None:
                 raise ValueError(

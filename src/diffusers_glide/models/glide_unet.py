@@ -476,9 +476,11 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         self._check_inputs(sample, encoder_hidden_states, low_res, inpaint_image, inpaint_mask)
         batch = sample.shape[0]
 
-        timesteps = torch.as_tensor(timestep, device=sample.device)
-        if timesteps.ndim == 0:
-            timesteps = timesteps[None]
+        timesteps = torch.as_tensor(timestep, device=sample.device).reshape(-1)
+        if timesteps.numel() not in (1, batch):
+            raise ValueError(
+                f"`timestep` must be a single timestep or one per sample ({batch}), got {timesteps.numel()} values."
+            )
         timesteps = timesteps.expand(batch)
         temb = self.time_embedding(self.time_proj(timesteps).to(self.dtype))
         if self.pooled_text_proj is not None:
