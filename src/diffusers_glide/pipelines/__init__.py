@@ -1,0 +1,3 @@
+from .pipeline_glide import GlidePipeline
+
+__all__ = ["GlidePipeline"]

@@ -1,0 +1,292 @@
+"""What the three GLIDE pipelines share: prompt encoding, classifier-free guidance, the denoising loop.
+
+The loop runs with [`GlideScheduler`] (exactly GLIDE's sampler, including the x0 hook used to paste the
+known region when inpainting) or with a diffusers scheduler built by `from_config` (DDPM, DDIM,
+DPM-Solver, ...). Those get the guided epsilon, plus the learned variance when their config says
+`variance_type="learned_range"`. When inpainting with them, the known region is pasted into x_t after
+each step, noised to the next timestep.
+"""
+
+import inspect
+from collections.abc import Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import logging
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..models import GlideTextEncoder, GlideUNet2DModel
+from ..schedulers import GlideScheduler
+from ..tokenization import tokenize_prompts
+
+logger = logging.get_logger(__name__)
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+PipelineImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
+
+
+class GlideBasePipeline(DiffusionPipeline):
+    """Shared machinery of the GLIDE pipelines (not meant to be used on its own)."""
+
+    model_cpu_offload_seq = "text_encoder->unet"
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder, tokenizer, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        # Pixel-space model: images are only normalised to / from [-1, 1], never resized here.
+        self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_resize=False)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Inputs
+
+    @staticmethod
+    def _prompt_list(prompt, name: str = "prompt") -> list[str] | None:
+        if prompt is None:
+            return None
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError(f"`{name}` must be a string or a list of strings, got {type(prompt).__name__}.")
+        if len(prompts) == 0:
+            raise ValueError(f"`{name}` is an empty list: give at least one prompt.")
+        return list(prompts)
+
+    def check_common_inputs(
+        self,
+        prompt,
+        negative_prompt,
+        prompt_embeds,
+        negative_prompt_embeds,
+        num_images_per_prompt,
+        output_type,
+        callback_on_step_end_tensor_inputs,
+    ) -> int:
+        """Validate the arguments all GLIDE pipelines share; returns the number of prompts."""
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("Pass exactly one of `prompt` and `prompt_embeds`.")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError("Pass at most one of `negative_prompt` and `negative_prompt_embeds`.")
+        if prompt_embeds is not None:
+            width = self.text_encoder.config.hidden_size
+            if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != width:
+                raise ValueError(
+                    f"`prompt_embeds` must be text encoder states of shape (batch, text_length, {width}), "
+                    f"got {tuple(prompt_embeds.shape)}."
+                )
+            if negative_prompt_embeds is not None and negative_prompt_embeds.shape != prompt_embeds.shape:
+                raise ValueError(
+                    f"`negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the shape of "
+                    f"`prompt_embeds` {tuple(prompt_embeds.shape)}."
+                )
+            num_prompts = prompt_embeds.shape[0]
+        else:
+            num_prompts = len(self._prompt_list(prompt))
+        negative = self._prompt_list(negative_prompt, "negative_prompt")
+        if negative is not None and len(negative) not in (1, num_prompts):
+            raise ValueError(
+                f"`negative_prompt` has {len(negative)} prompts but `prompt` has {num_prompts}: give one, or one per prompt."
+            )
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        unknown = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` {unknown} are not available; choose from {self._callback_tensor_inputs}."
+            )
+        return num_prompts
+
+    def _do_guidance(self, guidance_scale: float) -> bool:
+        if guidance_scale < 1:
+            logger.warning(
+                f"guidance_scale={guidance_scale} < 1 disables classifier-free guidance (the same as 1): only the "
+                "conditional prediction is used."
+            )
+        return guidance_scale > 1
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Text
+
+    def _encode_texts(self, prompts: list[str], device) -> torch.Tensor:
+        context = self.text_encoder.config.context_length
+        input_ids, mask = tokenize_prompts(self.tokenizer, prompts, context)
+        return self.text_encoder(input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+
+    @torch.no_grad()
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_images_per_prompt: int = 1,
+        device: torch.device | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""
+        Encode prompts into the text encoder states the UNet conditions on.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): The prompts (or give `prompt_embeds`).
+            negative_prompt (`str` or `list[str]`, *optional*):
+                Replaces GLIDE's unconditional input, the empty prompt, in classifier-free guidance.
+            do_classifier_free_guidance (`bool`, *optional*, defaults to `True`): Also encode the negative prompts.
+            num_images_per_prompt (`int`, *optional*, defaults to 1): Copies of each prompt's states.
+            device (`torch.device`, *optional*): Where to put the states.
+            prompt_embeds (`torch.Tensor`, *optional*): Precomputed states `(batch, text_length, width)`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional states.
+
+        Returns:
+            `(prompt_embeds, negative_prompt_embeds)`, each `(batch * num_images_per_prompt, text_length, width)`;
+            `negative_prompt_embeds` is `None` without guidance.
+        """
+        device = device or self._execution_device
+        if prompt_embeds is None:
+            prompt_embeds = self._encode_texts(self._prompt_list(prompt), device)
+        num_prompts = prompt_embeds.shape[0]
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negative = self._prompt_list(negative_prompt, "negative_prompt") or [""]
+            negative = negative * num_prompts if len(negative) == 1 else negative
+            negative_prompt_embeds = self._encode_texts(negative, device)
+        dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
+        prompt_embeds = prompt_embeds.to(device, dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        if do_classifier_free_guidance:
+            negative_prompt_embeds = negative_prompt_embeds.to(device, dtype)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+        else:
+            negative_prompt_embeds = None
+        return prompt_embeds, negative_prompt_embeds
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Images
+
+    def preprocess_images(self, image: PipelineImageInput, name: str) -> torch.Tensor:
+        """PIL / numpy / tensor images (single or batch, values in [0, 1] or uint8) -> float32 NCHW in [-1, 1]."""
+        if isinstance(image, torch.Tensor) and image.ndim == 3:
+            image = image[None]
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+            image = image.astype(np.float32) / 255.0
+        try:
+            pixels = self.image_processor.preprocess(image)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Could not read `{name}`: {error}") from error
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"`{name}` must be RGB (3 channels), got a batch of shape {tuple(pixels.shape)}.")
+        return pixels.float()
+
+    def postprocess(self, sample: torch.Tensor, output_type: str):
+        return self.image_processor.postprocess(sample.float(), output_type=output_type)
+
+    def prepare_latents(self, shape, generator, latents: torch.Tensor | None, device, noise_scale: float = 1.0):
+        """x_T: `latents` as given (moved to the device), else `noise_scale` * N(0, 1) from `generator`."""
+        if latents is not None:
+            if tuple(latents.shape) != tuple(shape):
+                raise ValueError(f"`latents` must have shape {tuple(shape)}, got {tuple(latents.shape)}.")
+            return latents.to(device=device, dtype=torch.float32)
+        if isinstance(generator, list) and len(generator) != shape[0]:
+            raise ValueError(f"Got {len(generator)} generators for a batch of {shape[0]} images: give one per image.")
+        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32) * noise_scale
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Sampling
+
+    def set_sampling_timesteps(self, num_inference_steps, timesteps, respacing, device) -> torch.Tensor:
+        """GlideScheduler takes a step count, original timesteps or a respacing string; others the usual args."""
+        if isinstance(self.scheduler, GlideScheduler):
+            given = {"num_inference_steps": num_inference_steps, "timesteps": timesteps, "respacing": respacing}
+            return self.scheduler.set_timesteps(device=device, **{k: v for k, v in given.items() if v is not None})
+        if respacing is not None:
+            raise ValueError(
+                f"`respacing` needs a GlideScheduler; this pipeline has a {type(self.scheduler).__name__}."
+            )
+        if timesteps is not None:
+            self.scheduler.set_timesteps(timesteps=timesteps, device=device)
+        else:
+            self.scheduler.set_timesteps(num_inference_steps or 50, device=device)
+        return self.scheduler.timesteps
+
+    def _guided_output(self, latents, t, prompt_embeds, negative_prompt_embeds, guidance_scale, conditioning):
+        """The UNet output with only epsilon guided; the variance channels come from the conditional rows."""
+        if negative_prompt_embeds is None:
+            return self.unet(latents, t, prompt_embeds, **conditioning).sample
+        doubled = {name: torch.cat([value, value]) for name, value in conditioning.items()}
+        model_input = torch.cat([latents, latents]).to(self.unet.dtype)
+        text = torch.cat([prompt_embeds, negative_prompt_embeds])
+        output = self.unet(model_input, t, text, **doubled).sample.float()
+        channels = latents.shape[1]
+        cond, uncond = output.chunk(2)
+        eps = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
+        return torch.cat([eps, cond[:, channels:]], dim=1)
+
+    def _scheduler_step(self, model_output, t, latents, generator, eta, known):
+        """One scheduler step; `known` = (image, keep_mask) pastes the known region (inpainting)."""
+        if isinstance(self.scheduler, GlideScheduler):
+            paste = None
+            if known is not None:
+                image, keep = known
+
+                def paste(x0):
+                    return x0 * (1 - keep) + image * keep
+
+            return self.scheduler.step(
+                model_output, t, latents, generator=generator, eta=eta, pred_original_sample_fn=paste
+            ).prev_sample
+        if self.scheduler.config.get("variance_type") not in ("learned", "learned_range"):
+            model_output = model_output[:, : latents.shape[1]]
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        extra = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
+        return self.scheduler.step(model_output, t, latents, **extra).prev_sample
+
+    def _paste_known_noised(self, latents, known, next_t, generator):
+        """For diffusers schedulers: replace the known region of x_{t-1} by the known image noised to t-1."""
+        image, keep = known
+        if next_t is None:
+            return latents * (1 - keep) + image * keep
+        noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        noised = self.scheduler.add_noise(image, noise, torch.as_tensor([next_t] * latents.shape[0]))
+        return latents * (1 - keep) + noised * keep
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        guidance_scale: float,
+        conditioning: dict,
+        generator,
+        eta: float,
+        known: tuple[torch.Tensor, torch.Tensor] | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> torch.Tensor:
+        """The denoising loop shared by all GLIDE pipelines."""
+        self._num_timesteps = len(timesteps)
+        uses_glide_scheduler = isinstance(self.scheduler, GlideScheduler)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                model_output = self._guided_output(
+                    latents, t, prompt_embeds, negative_prompt_embeds, guidance_scale, conditioning
+                )
+                latents = self._scheduler_step(model_output, t, latents, generator, eta, known)
+                if known is not None and not uses_glide_scheduler:
+                    next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
+                    latents = self._paste_known_noised(latents, known, next_t, generator)
+
+                if callback_on_step_end is not None:
+                    local_tensors = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    callback_kwargs = {k: local_tensors[k] for k in callback_on_step_end_tensor_inputs or []}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = callback_outputs.get("latents", latents)
+                    prompt_embeds = callback_outputs.get("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.get("negative_prompt_embeds", negative_prompt_embeds)
+                progress_bar.update()
+        return latents
