@@ -77,3 +77,18 @@ def max_abs_diff(actual, expected) -> float:
 def public_config(config) -> dict:
     """A model/scheduler config without diffusers' bookkeeping keys (`_name_or_path`, ...)."""
     return {key: value for key, value in dict(config).items() if not key.startswith("_")}
+
+
+def recorded_noise_scheduler(scheduler, step_noise, batch: int):
+    """A copy of a GlideScheduler whose ancestral steps use the reference's recorded noise draws, in order."""
+    from diffusers_glide import GlideScheduler
+
+    class RecordedNoiseScheduler(GlideScheduler):
+        def step(self, *args, **kwargs):
+            kwargs["variance_noise"] = self._recorded.pop(0)
+            kwargs.pop("generator", None)
+            return super().step(*args, **kwargs)
+
+    replay = RecordedNoiseScheduler.from_config(scheduler.config)
+    replay._recorded = [noise[:batch] for noise in step_noise]
+    return replay

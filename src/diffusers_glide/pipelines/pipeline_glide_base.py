@@ -235,10 +235,15 @@ class GlideBasePipeline(DiffusionPipeline):
             return self.scheduler.step(
                 model_output, t, latents, generator=generator, eta=eta, pred_original_sample_fn=paste
             ).prev_sample
-        if self.scheduler.config.get("variance_type") not in ("learned", "learned_range"):
+        # Only schedulers that take a `variance_type` read the learned variance; `from_config` copies the key
+        # into the config of the others (e.g. DDIM) without using it.
+        takes_variance = "variance_type" in inspect.signature(type(self.scheduler).__init__).parameters
+        if not takes_variance or self.scheduler.config.get("variance_type") not in ("learned", "learned_range"):
             model_output = model_output[:, : latents.shape[1]]
         accepted = set(inspect.signature(self.scheduler.step).parameters)
-        extra = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
+        # GLIDE's DDIM re-derives epsilon from the clipped x0; diffusers' DDIM does so when asked.
+        options = (("eta", eta), ("generator", generator), ("use_clipped_model_output", True))
+        extra = {k: v for k, v in options if k in accepted}
         return self.scheduler.step(model_output, t, latents, **extra).prev_sample
 
     def _paste_known_noised(self, latents, known, next_t, generator):
