@@ -213,5 +213,9 @@ from diffusers_glide import {pipeline_class}
 
 {usage}
 ```
+
+Load it with the diffusers-glide class above. diffusers' generic `DiffusionPipeline.from_pretrained`
+cannot load this repo, with or without `trust_remote_code=True`: it only finds pipeline and component
+classes that are part of diffusers / transformers or shipped as code inside the repo.
 """
     return ModelCard(content)

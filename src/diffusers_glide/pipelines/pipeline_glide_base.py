@@ -13,19 +13,63 @@ from collections.abc import Callable
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub.utils import validate_hf_hub_args
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import tokenize_prompts
+from .hub import download_pipeline_snapshot
 
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 PipelineImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
+
+
+# ITU-R 601-2 luma weights, as PIL's `convert("L")`, for RGB masks given as arrays or tensors.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def mask_to_tensor(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A numpy / torch mask -> float32 `(batch, 1, height, width)` in [0, 1], RGB reduced to luma."""
+    original_shape = tuple(mask.shape)
+    if mask.dtype in (np.uint8, torch.uint8) and mask.max() == 1:
+        logger.warning(
+            "`mask_image` is a uint8 array holding only 0 and 1: uint8 masks are read in [0, 255] (255 = repaint), "
+            "so nothing is repainted. Pass 255 for the pixels to repaint, or a float or bool mask."
+        )
+    if isinstance(mask, np.ndarray):
+        if mask.dtype == np.uint8:
+            mask = mask.astype(np.float32) / 255.0
+        mask = torch.from_numpy(np.asarray(mask, dtype=np.float32))
+        # numpy is channels last: (H, W), (H, W, C), (N, H, W, C), and diffusers' (N, H, W)
+        if mask.ndim == 3:
+            mask = mask[None] if mask.shape[-1] in (1, 3) else mask[..., None]
+        if mask.ndim == 4:
+            mask = mask.permute(0, 3, 1, 2)
+    else:
+        if mask.dtype == torch.uint8:
+            mask = mask.float() / 255.0
+        mask = mask.detach().to("cpu", torch.float32)
+        # torch is channels first: (H, W), (C, H, W), (N, C, H, W), and diffusers' (N, H, W)
+        if mask.ndim == 3:
+            mask = mask[None] if mask.shape[0] in (1, 3) else mask[:, None]
+    if mask.ndim == 2:
+        mask = mask[None, None]
+    if mask.ndim != 4 or mask.shape[1] not in (1, 3):
+        raise ValueError(
+            f"`mask_image` must be a single-channel or RGB mask, got an array of shape {original_shape} (numpy "
+            "arrays are (H, W), (H, W, C), (N, H, W, C) or (N, H, W); tensors (H, W), (C, H, W), (N, C, H, W) or "
+            "(N, H, W); C = 1 or 3)."
+        )
+    if mask.shape[1] == 3:
+        mask = (mask * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return mask
 
 
 class GlideBasePipeline(DiffusionPipeline):
@@ -39,6 +83,38 @@ class GlideBasePipeline(DiffusionPipeline):
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
         # Pixel-space model: images are only normalised to / from [-1, 1], never resized here.
         self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_resize=False)
+
+    @classmethod
+    @validate_hf_hub_args
+    def download(cls, pretrained_model_name, **kwargs) -> str:
+        r"""
+        Download (or find in the Hugging Face cache) a GLIDE pipeline repo; returns its local snapshot folder.
+
+        `from_pretrained(repo_id, ...)` calls this for a Hub repo id and then loads the folder like a local one,
+        so every other `from_pretrained` argument (`torch_dtype`, `device_map`, passed components, ...) behaves
+        as in diffusers. diffusers' own `DiffusionPipeline.download` rejects our repos: it accepts component
+        libraries only from diffusers / transformers or as `.py` files shipped in the repo, not installed
+        modules such as `diffusers_glide.models.glide_unet` (see `hub.py`).
+
+        Used: `cache_dir`, `force_download`, `local_files_only`, `token`, `revision`, `variant`,
+        `use_safetensors` (`False` fetches pickled `.bin` weights), `proxies` (huggingface_hub < 1.0), and the
+        components passed as objects, whose folders are skipped. Ignored: diffusers' custom-code arguments
+        (`custom_pipeline`, `custom_revision`, `trust_remote_code`, ...): no Python file is downloaded.
+        """
+        expected_modules, _ = cls._get_signature_keys(cls)
+        return download_pipeline_snapshot(
+            pretrained_model_name,
+            cache_dir=kwargs.get("cache_dir"),
+            force_download=kwargs.get("force_download", False),
+            proxies=kwargs.get("proxies"),
+            local_files_only=kwargs.get("local_files_only"),
+            token=kwargs.get("token"),
+            revision=kwargs.get("revision"),
+            variant=kwargs.get("variant"),
+            use_safetensors=kwargs.get("use_safetensors"),
+            skip_components=[name for name in expected_modules if name in kwargs],
+            user_agent={"pipeline_class": cls.__name__},
+        )
 
     # ----------------------------------------------------------------------------------------------------------
     # Inputs
@@ -168,15 +244,98 @@ class GlideBasePipeline(DiffusionPipeline):
         """PIL / numpy / tensor images (single or batch, values in [0, 1] or uint8) -> float32 NCHW in [-1, 1]."""
         if isinstance(image, torch.Tensor) and image.ndim == 3:
             image = image[None]
-        if isinstance(image, np.ndarray) and image.dtype == np.uint8:
-            image = image.astype(np.float32) / 255.0
+
+        # uint8 pixels -> [0, 1] (VaeImageProcessor would compute 2 * x - 1 on 0..255), also inside lists.
+        def to_unit(x):
+            if isinstance(x, np.ndarray) and x.dtype == np.uint8:
+                return x.astype(np.float32) / 255.0
+            if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+                return x.float() / 255.0
+            return x
+
+        image = [to_unit(x) for x in image] if isinstance(image, (list, tuple)) else to_unit(image)
         try:
             pixels = self.image_processor.preprocess(image)
         except (ValueError, TypeError) as error:
             raise ValueError(f"Could not read `{name}`: {error}") from error
         if pixels.ndim != 4 or pixels.shape[1] != 3:
             raise ValueError(f"`{name}` must be RGB (3 channels), got a batch of shape {tuple(pixels.shape)}.")
+        # Outside [-1, 1] after normalisation means floats outside [0, 1] came in (e.g. 0..255 floats).
+        low, high = pixels.min().item(), pixels.max().item()
+        if low < -1 - 1e-3 or high > 1 + 1e-3:
+            raise ValueError(
+                f"`{name}` values must be in [0, 1] (uint8 arrays in [0, 255]), got values in "
+                f"[{(low + 1) / 2:.4g}, {(high + 1) / 2:.4g}]."
+            )
         return pixels.float()
+
+    @staticmethod
+    def _image_items(value, name: str) -> list:
+        """A single PIL image / array / tensor or a list of them -> a non-empty list, with clear errors."""
+        if value is None:
+            raise ValueError(f"`{name}` is required.")
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise ValueError(f"`{name}` is an empty list: give at least one.")
+        for item in items:
+            if not isinstance(item, (PIL.Image.Image, np.ndarray, torch.Tensor)):
+                raise ValueError(
+                    f"`{name}` must be PIL images, numpy arrays or torch tensors (or a list of them), got "
+                    f"{type(item).__name__}."
+                )
+        return items
+
+    def prepare_known_image(self, image: PipelineImageInput, name: str) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """
+        Known images (inpainting) -> float32 `(batch, 3, size, size)` in [-1, 1] at the model size, and each
+        image's original `(height, width)`. PIL images are resized with PIL's bicubic filter on the uint8 image
+        (as OpenAI's inpainting notebook does), arrays and tensors with torch's antialiased bicubic (PIL's kernel).
+        """
+        size = self.unet.config.sample_size
+        batches, sizes = [], []
+        for item in self._image_items(image, name):
+            if isinstance(item, PIL.Image.Image):
+                sizes.append((item.height, item.width))
+                item = item.convert("RGB")
+                if item.size != (size, size):
+                    item = item.resize((size, size), PIL.Image.BICUBIC)
+                pixels = self.preprocess_images(item, name)
+            else:
+                if item.ndim not in (3, 4):
+                    raise ValueError(
+                        f"`{name}` arrays and tensors must be one RGB image or a batch of them, got shape "
+                        f"{tuple(item.shape)}: numpy (H, W, 3) / (N, H, W, 3), torch (3, H, W) / (N, 3, H, W)."
+                    )
+                pixels = self.preprocess_images(item, name)
+                sizes.extend([tuple(pixels.shape[-2:])] * pixels.shape[0])
+                if tuple(pixels.shape[-2:]) != (size, size):
+                    pixels = F.interpolate(
+                        pixels, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+                    )
+                    pixels = pixels.clamp(-1, 1)
+            batches.append(pixels.to("cpu", torch.float32))
+        return torch.cat(batches), sizes
+
+    def prepare_repaint_mask(self, mask_image: PipelineImageInput) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """
+        `mask_image` in diffusers' convention (white / 1 = repaint) -> the binary REPAINT mask, float32
+        `(batch, 1, size, size)`, and each mask's original `(height, width)`. PIL images of any mode are converted
+        to "L"; numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` and torch `(H, W)`, `(C, H, W)`,
+        `(N, C, H, W)`, `(N, H, W)` arrays are accepted (C = 1 or 3, RGB reduced with PIL's luma weights; floats
+        in [0, 1], uint8 in [0, 255], or bool). Masks are resized with nearest-neighbour interpolation (torch's
+        "nearest-exact" picks the same pixels as PIL's) and binarised at 0.5. GLIDE's keep mask is `1 - mask`.
+        """
+        size = self.unet.config.sample_size
+        masks, sizes = [], []
+        for item in self._image_items(mask_image, "mask_image"):
+            if isinstance(item, PIL.Image.Image):
+                item = np.asarray(item.convert("L"))
+            mask = mask_to_tensor(item)
+            sizes.extend([tuple(mask.shape[-2:])] * mask.shape[0])
+            if tuple(mask.shape[-2:]) != (size, size):
+                mask = F.interpolate(mask, size=(size, size), mode="nearest-exact")
+            masks.append((mask >= 0.5).float())
+        return torch.cat(masks), sizes
 
     def postprocess(self, sample: torch.Tensor, output_type: str):
         return self.image_processor.postprocess(sample.float(), output_type=output_type)

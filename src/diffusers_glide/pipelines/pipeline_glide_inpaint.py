@@ -1,0 +1,237 @@
+"""GlideInpaintPipeline: text-guided inpainting with GLIDE's 64x64 base-inpaint model."""
+
+from collections.abc import Callable
+
+import torch
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils import logging, replace_example_docstring
+
+from ..models import GlideTextEncoder, GlideUNet2DModel
+from .pipeline_glide_base import GlideBasePipeline, PipelineImageInput
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import PIL.Image
+        >>> import torch
+        >>> from diffusers_glide import GlideInpaintPipeline
+
+        >>> pipe = GlideInpaintPipeline.from_pretrained("./glide-base-inpaint")  # a converted folder or a Hub repo id
+        >>> image = PIL.Image.open("grass.png")  # any size: resized to 64x64 (bicubic)
+        >>> mask = PIL.Image.new("L", image.size, 0)  # black = keep
+        >>> mask.paste(255, (0, image.height * 2 // 5, image.width, image.height))  # white = repaint the bottom 60%
+        >>> result = pipe(
+        ...     "a corgi in a field", image=image, mask_image=mask, generator=torch.Generator().manual_seed(0)
+        ... ).images[0]
+        >>> result.save("corgi_inpainted_64.png")
+        ```
+"""
+
+logger = logging.get_logger(__name__)
+
+
+class GlideInpaintPipeline(GlideBasePipeline):
+    r"""
+    Text-guided inpainting with GLIDE's base-inpaint model (64x64 for the released checkpoint).
+
+    **Mask convention.** `mask_image` follows diffusers: white / 1 marks the pixels to **repaint**, black / 0 the
+    pixels to **keep**. GLIDE's own convention is the opposite (its `inpaint_mask` is 1 = keep); the pipeline
+    converts with `keep_mask = 1 - mask` after binarising the mask at 0.5. Pass `1 - glide_mask` if you hold a
+    mask in GLIDE's convention.
+
+    The source image and the mask are resized to the model's size (square): the image with bicubic
+    interpolation, as OpenAI's inpainting notebook prepares its source image, the mask with nearest-neighbour
+    interpolation, so it stays binary. The UNet sees the image (multiplied by the keep mask inside the model) and
+    the keep mask at every step, and, as in GLIDE, the known pixels overwrite every x0 prediction inside the kept
+    region, so the output reproduces the kept pixels of the (resized) image. With a diffusers scheduler swapped
+    in (e.g. `DDIMScheduler.from_config(pipe.scheduler.config)`), the known region is instead pasted into x_t
+    after each step, noised to the next timestep, and into the final output.
+
+    Classifier-free guidance is GLIDE's (the unconditional input is the empty prompt, or `negative_prompt`; only
+    epsilon is guided). The defaults follow OpenAI's inpainting notebook: guidance scale 5 and the scheduler's
+    respacing (100 ancestral steps for converted checkpoints).
+
+    Args:
+        unet ([`GlideUNet2DModel`]): An inpainting, non-super-resolution GLIDE UNet (`inpainting=True`).
+        text_encoder ([`GlideTextEncoder`]): GLIDE's text transformer.
+        tokenizer ([`~transformers.PreTrainedTokenizerFast`]): GLIDE's lower-casing GPT-2 BPE tokenizer.
+        scheduler ([`GlideScheduler`] or a diffusers scheduler): The sampler.
+    """
+
+    def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder, tokenizer, scheduler):
+        if unet is not None and (unet.config.super_resolution or not unet.config.inpainting):
+            if unet.config.super_resolution:
+                kind, use = "a super-resolution", "GlideUpsamplePipeline"
+            else:
+                kind, use = "a base text-to-image", "GlidePipeline"
+            raise ValueError(
+                f"GlideInpaintPipeline needs an inpainting UNet (`inpainting=True`, `super_resolution=False`), got "
+                f"{kind} UNet: use {use}."
+            )
+        super().__init__(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Inputs
+
+    @staticmethod
+    def check_image_batches(image_sizes, mask_sizes, num_prompts: int) -> int:
+        """Validate the image / mask / prompt counts and the mask shapes; returns the number of distinct inputs."""
+        num_images, num_masks = len(image_sizes), len(mask_sizes)
+        if num_images != num_masks and 1 not in (num_images, num_masks):
+            raise ValueError(
+                f"`image` has {num_images} images but `mask_image` has {num_masks} masks: give as many masks as "
+                "images, or a single image or a single mask for all."
+            )
+        num_pairs = max(num_images, num_masks)
+        if num_pairs != num_prompts and 1 not in (num_pairs, num_prompts):
+            raise ValueError(
+                f"Got {num_pairs} images to inpaint (`image` / `mask_image`) for {num_prompts} prompts: give one "
+                "image per prompt, a single image for all prompts, or a single prompt for all images."
+            )
+        for k in range(num_pairs):
+            (height, width) = image_sizes[k if num_images > 1 else 0]
+            (mask_height, mask_width) = mask_sizes[k if num_masks > 1 else 0]
+            if height * mask_width != width * mask_height:
+                raise ValueError(
+                    f"`mask_image` of size {mask_height}x{mask_width} (height x width) is not matching the image "
+                    f"{k} of size {height}x{width}: the mask must have the image's aspect ratio (any resolution, "
+                    "usually the image's own size)."
+                )
+        return max(num_pairs, num_prompts)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Sampling
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        image: PipelineImageInput = None,
+        mask_image: PipelineImageInput = None,
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int | None = None,
+        timesteps: list[int] | None = None,
+        respacing: str | None = None,
+        guidance_scale: float = 5.0,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> ImagePipelineOutput | tuple:
+        r"""
+        Repaint the masked region of images from text.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): The prompts (or give `prompt_embeds`). Longer than the
+                text context (128 tokens) is truncated with a warning.
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                The image(s) to inpaint, any size (resized to the model's square size with bicubic interpolation):
+                PIL images of any mode (converted to RGB), numpy `(H, W, 3)` / `(N, H, W, 3)` floats in [0, 1] or
+                uint8, torch `(3, H, W)` / `(N, 3, H, W)` floats in [0, 1]. Arrays and tensors must be RGB.
+            mask_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                **White / 1 = repaint, black / 0 = keep** (diffusers' convention; GLIDE's is the opposite). PIL
+                images of any mode (converted to "L"), numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` or
+                torch `(H, W)`, `(C, H, W)`, `(N, C, H, W)`, `(N, H, W)` with C = 1 or 3 (RGB is reduced to grayscale
+                with PIL's luma weights), floats in [0, 1], uint8 or bool. Any resolution with the image's aspect
+                ratio: resized with nearest-neighbour interpolation, then binarised at 0.5.
+                `image` and `mask_image` hold the same number of images, or one of them a single one (used for
+                all); that number must match the number of prompts, or one side must be a single one.
+            negative_prompt (`str` or `list[str]`, *optional*):
+                Replaces the empty prompt as the unconditional input of classifier-free guidance.
+            num_inference_steps (`int`, *optional*):
+                Number of denoising steps. Defaults to the scheduler's configured respacing (GlideScheduler) or 50.
+            timesteps (`list[int]`, *optional*): Explicit ORIGINAL timesteps to sample with.
+            respacing (`str`, *optional*): A GLIDE respacing string ("100", "ddim50", "fast27", ...);
+                GlideScheduler only.
+            guidance_scale (`float`, *optional*, defaults to 5.0):
+                Classifier-free guidance scale (5 in OpenAI's inpainting notebook); values <= 1 disable guidance
+                (a warning is logged below 1).
+            num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt (and per input image).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Makes sampling deterministic; a list (one per output image) makes each image independent of the batch.
+            latents (`torch.Tensor`, *optional*): The initial noise x_T, `(batch, 3, size, size)`, used as given.
+            eta (`float`, *optional*, defaults to 0.0): DDIM noise scale (DDIM samplers only).
+            prompt_embeds (`torch.Tensor`, *optional*): Precomputed text encoder states.
+            negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional text encoder states.
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]) or `"pt"`
+                (NCHW floats in [0, 1]).
+            return_dict (`bool`, *optional*, defaults to `True`): Return an `ImagePipelineOutput`, else a tuple.
+            callback_on_step_end (`Callable`, *optional*):
+                Called as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` after every step; may
+                return a dict with replacements (e.g. `{"latents": ...}`).
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*): The tensors put in `callback_kwargs`,
+                among `"latents"`, `"prompt_embeds"`, `"negative_prompt_embeds"`.
+
+        Examples:
+
+        Returns:
+            [`~diffusers.pipelines.pipeline_utils.ImagePipelineOutput`] or `tuple` with the images. The output is
+            at the model's size, with the kept pixels of the resized `image`.
+        """
+        # 1. Check inputs and read the images and masks
+        num_prompts = self.check_common_inputs(
+            prompt,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            num_images_per_prompt,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+        )
+        pixels, image_sizes = self.prepare_known_image(image, "image")
+        repaint, mask_sizes = self.prepare_repaint_mask(mask_image)
+        num_inputs = self.check_image_batches(image_sizes, mask_sizes, num_prompts)
+        stretched = sorted({(h, w) for h, w in image_sizes if h != w})
+        if stretched:
+            size = self.unet.config.sample_size
+            logger.warning(
+                f"`image` of size {stretched} (height x width) is not square: it is stretched to {size}x{size}. Crop "
+                "it (and the mask) to a square first to keep its proportions."
+            )
+        device = self._execution_device
+        do_guidance = self._do_guidance(guidance_scale)
+        batch = num_inputs * num_images_per_prompt
+
+        # 2. Encode the prompts once for the whole loop (a single prompt is shared by all images)
+        copies_per_prompt = num_images_per_prompt * (num_inputs // num_prompts)
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt, negative_prompt, do_guidance, copies_per_prompt, device, prompt_embeds, negative_prompt_embeds
+        )
+
+        # 3. The known image and GLIDE's keep mask (1 = keep), one row per generated image
+        pixels = pixels.repeat_interleave(batch // pixels.shape[0], dim=0).to(device)
+        keep_mask = (1 - repaint).repeat_interleave(batch // repaint.shape[0], dim=0).to(device)
+
+        # 4. Timesteps (original indices) and initial noise
+        timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
+        size = self.unet.config.sample_size
+        latents = self.prepare_latents((batch, self.unet.config.in_channels, size, size), generator, latents, device)
+
+        # 5. Denoising loop: the UNet sees the image and the keep mask; the known region overwrites every x0
+        sample = self.denoise(
+            latents,
+            timesteps,
+            prompt_embeds,
+            negative_prompt_embeds,
+            guidance_scale,
+            conditioning={"inpaint_image": pixels, "inpaint_mask": keep_mask},
+            generator=generator,
+            eta=eta,
+            known=(pixels, keep_mask),
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+
+        # 6. Post-process
+        images = self.postprocess(sample, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
