@@ -97,8 +97,8 @@ def test_cli_converts_with_options_and_float16(tmp_path):
     assert "Converted" in result.stdout and "float16" in result.stdout
     with safe_open(str(dump / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
-    unet = GlideUNet2DModel.from_pretrained(dump, subfolder="unet", torch_dtype=torch.float32)
-    text_encoder = GlideTextEncoder.from_pretrained(dump, subfolder="text_encoder", torch_dtype=torch.float32)
+    unet = GlideUNet2DModel.from_pretrained(dump, subfolder="unet", dtype=torch.float32)
+    text_encoder = GlideTextEncoder.from_pretrained(dump, subfolder="text_encoder", dtype=torch.float32)
     ref, _ = load_reference("upsample.forward")
     with torch.no_grad():
         states = text_encoder(ref["tokens"], attention_mask=ref["mask"]).last_hidden_state

@@ -8,8 +8,8 @@ from diffusers_glide import GlideTextEncoder, GlideUNet2DModel
 
 
 def _load(folder, dtype=torch.float32):
-    unet = GlideUNet2DModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype)
-    text_encoder = GlideTextEncoder.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype)
+    unet = GlideUNet2DModel.from_pretrained(folder, subfolder="unet", dtype=dtype)
+    text_encoder = GlideTextEncoder.from_pretrained(folder, subfolder="text_encoder", dtype=dtype)
     return unet, text_encoder
 
 

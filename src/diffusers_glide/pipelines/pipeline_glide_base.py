@@ -91,7 +91,7 @@ class GlideBasePipeline(DiffusionPipeline):
         Download (or find in the Hugging Face cache) a GLIDE pipeline repo; returns its local snapshot folder.
 
         `from_pretrained(repo_id, ...)` calls this for a Hub repo id and then loads the folder like a local one,
-        so every other `from_pretrained` argument (`torch_dtype`, `device_map`, passed components, ...) behaves
+        so every other `from_pretrained` argument (`dtype`, `device_map`, passed components, ...) behaves
         as in diffusers. diffusers' own `DiffusionPipeline.download` rejects our repos: it accepts component
         libraries only from diffusers / transformers or as `.py` files shipped in the repo, not installed
         modules such as `diffusers_glide.models.glide_unet` (see `hub.py`).
