@@ -6,7 +6,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import REFERENCE_DIR, TOKENIZERS_DIR, load_reference, max_abs_diff
+from conftest import REFERENCE_DIR, TOKENIZERS_DIR, load_reference, max_abs_diff, recorded_noise_scheduler
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_glide import (
@@ -20,17 +20,6 @@ from diffusers_glide import (
 
 TOLERANCE = 1e-3
 FAST27 = json.loads((REFERENCE_DIR / "respacing.json").read_text())["timesteps"]["fast27"]  # ascending
-
-
-class RecordedNoiseScheduler(GlideScheduler):
-    """Test-only GlideScheduler whose ancestral steps take the reference's recorded noise draws, in order."""
-
-    recorded: list
-
-    def step(self, *args, **kwargs):
-        kwargs["variance_noise"] = self.recorded.pop(0)
-        kwargs.pop("generator", None)
-        return super().step(*args, **kwargs)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -105,10 +94,9 @@ def test_upsample_inpaint_ancestral_fast27_matches_reference(converted_folders):
     pipe.set_progress_bar_config(disable=True)
     # inpaint.ipynb samples this stage with ancestral steps over "fast27": the converted default.
     assert (pipe.scheduler.config.timestep_respacing, pipe.scheduler.config.sampler) == ("fast27", "ddpm")
-    pipe.scheduler = RecordedNoiseScheduler.from_config(pipe.scheduler.config)
-    pipe.scheduler.recorded = list(ref["step_noise"])
+    pipe.scheduler = recorded_noise_scheduler(pipe.scheduler, ref["step_noise"], info["spec"]["batch_size"])
     images, steps = run_reference_case(pipe, ref, info["spec"])
-    assert pipe.scheduler.recorded == [], "every recorded noise draw is used exactly once"
+    assert pipe.scheduler._recorded == [], "every recorded noise draw is used exactly once"
     check_against_reference(images, steps, ref, "upsample-inpaint.sample_p_fast27")
 
 

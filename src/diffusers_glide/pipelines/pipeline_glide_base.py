@@ -368,21 +368,32 @@ class GlideBasePipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(num_inference_steps or 50, device=device)
         return self.scheduler.timesteps
 
-    def _guided_output(self, latents, t, prompt_embeds, negative_prompt_embeds, guidance_scale, conditioning):
-        """The UNet output with only epsilon guided; the variance channels come from the conditional rows."""
+    @staticmethod
+    def _model_text(prompt_embeds, negative_prompt_embeds) -> torch.Tensor:
+        """The text states of the UNet batch: conditional rows, then unconditional rows under guidance."""
         if negative_prompt_embeds is None:
-            return self.unet(latents, t, prompt_embeds, **conditioning).sample
-        doubled = {name: torch.cat([value, value]) for name, value in conditioning.items()}
+            return prompt_embeds
+        return torch.cat([prompt_embeds, negative_prompt_embeds])
+
+    def _guided_output(self, latents, t, model_text, guidance_scale, model_conditioning):
+        """The UNet output with only epsilon guided; the variance channels come from the conditional rows.
+
+        `model_text` / `model_conditioning` are already laid out for the UNet batch (doubled under guidance).
+        """
+        if model_text.shape[0] == latents.shape[0]:
+            return self.unet(latents, t, model_text, **model_conditioning).sample
         model_input = torch.cat([latents, latents]).to(self.unet.dtype)
-        text = torch.cat([prompt_embeds, negative_prompt_embeds])
-        output = self.unet(model_input, t, text, **doubled).sample.float()
+        output = self.unet(model_input, t, model_text, **model_conditioning).sample.float()
         channels = latents.shape[1]
         cond, uncond = output.chunk(2)
         eps = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
         return torch.cat([eps, cond[:, channels:]], dim=1)
 
-    def _scheduler_step(self, model_output, t, latents, generator, eta, known):
-        """One scheduler step; `known` = (image, keep_mask) pastes the known region (inpainting)."""
+    def _make_scheduler_step(self, channels: int, generator, eta, known) -> Callable:
+        """`step(model_output, t, latents) -> prev latents`, with everything that does not change per step fixed.
+
+        `known` = (image, keep_mask) pastes the known region into every x0 prediction (GlideScheduler).
+        """
         if isinstance(self.scheduler, GlideScheduler):
             paste = None
             if known is not None:
@@ -391,19 +402,27 @@ class GlideBasePipeline(DiffusionPipeline):
                 def paste(x0):
                     return x0 * (1 - keep) + image * keep
 
-            return self.scheduler.step(
-                model_output, t, latents, generator=generator, eta=eta, pred_original_sample_fn=paste
-            ).prev_sample
+            def glide_step(model_output, t, latents):
+                return self.scheduler.step(
+                    model_output, t, latents, generator=generator, eta=eta, pred_original_sample_fn=paste
+                ).prev_sample
+
+            return glide_step
+
         # Only schedulers that take a `variance_type` read the learned variance; `from_config` copies the key
         # into the config of the others (e.g. DDIM) without using it.
         takes_variance = "variance_type" in inspect.signature(type(self.scheduler).__init__).parameters
-        if not takes_variance or self.scheduler.config.get("variance_type") not in ("learned", "learned_range"):
-            model_output = model_output[:, : latents.shape[1]]
+        learned = takes_variance and self.scheduler.config.get("variance_type") in ("learned", "learned_range")
+        output_channels = 2 * channels if learned else channels
         accepted = set(inspect.signature(self.scheduler.step).parameters)
         # GLIDE's DDIM re-derives epsilon from the clipped x0; diffusers' DDIM does so when asked.
         options = (("eta", eta), ("generator", generator), ("use_clipped_model_output", True))
         extra = {k: v for k, v in options if k in accepted}
-        return self.scheduler.step(model_output, t, latents, **extra).prev_sample
+
+        def diffusers_step(model_output, t, latents):
+            return self.scheduler.step(model_output[:, :output_channels], t, latents, **extra).prev_sample
+
+        return diffusers_step
 
     def _paste_known_noised(self, latents, known, next_t, generator):
         """For diffusers schedulers: replace the known region of x_{t-1} by the known image noised to t-1."""
@@ -431,12 +450,15 @@ class GlideBasePipeline(DiffusionPipeline):
         """The denoising loop shared by all GLIDE pipelines."""
         self._num_timesteps = len(timesteps)
         uses_glide_scheduler = isinstance(self.scheduler, GlideScheduler)
+        scheduler_step = self._make_scheduler_step(latents.shape[1], generator, eta, known)
+        # The UNet batch is [conditional rows, unconditional rows] under guidance: lay out text and images once.
+        guided = negative_prompt_embeds is not None
+        model_conditioning = {k: torch.cat([v, v]) if guided else v for k, v in conditioning.items()}
+        model_text = self._model_text(prompt_embeds, negative_prompt_embeds)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                model_output = self._guided_output(
-                    latents, t, prompt_embeds, negative_prompt_embeds, guidance_scale, conditioning
-                )
-                latents = self._scheduler_step(model_output, t, latents, generator, eta, known)
+                model_output = self._guided_output(latents, t, model_text, guidance_scale, model_conditioning)
+                latents = scheduler_step(model_output, t, latents)
                 if known is not None and not uses_glide_scheduler:
                     next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                     latents = self._paste_known_noised(latents, known, next_t, generator)
@@ -450,7 +472,9 @@ class GlideBasePipeline(DiffusionPipeline):
                     callback_kwargs = {k: local_tensors[k] for k in callback_on_step_end_tensor_inputs or []}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                     latents = callback_outputs.get("latents", latents)
-                    prompt_embeds = callback_outputs.get("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.get("negative_prompt_embeds", negative_prompt_embeds)
+                    if "prompt_embeds" in callback_outputs or "negative_prompt_embeds" in callback_outputs:
+                        prompt_embeds = callback_outputs.get("prompt_embeds", prompt_embeds)
+                        negative_prompt_embeds = callback_outputs.get("negative_prompt_embeds", negative_prompt_embeds)
+                        model_text = self._model_text(prompt_embeds, negative_prompt_embeds)
                 progress_bar.update()
         return latents
