@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from diffusers.utils import logging
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import BPE
+from tokenizers.models import BPE, WordLevel
 from transformers import PreTrainedTokenizerFast
 
 logger = logging.get_logger(__name__)
@@ -231,7 +231,15 @@ def tokenize_prompts(
 
     ids = torch.full((len(prompts), context_length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), context_length), dtype=torch.bool)
+    # A word-level tokenizer maps unknown words to its unk token; GPT-2's byte-level BPE never does (its unk is
+    # its pad token), so only a distinct unk token is worth reporting.
+    unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id not in (None, pad_id) else None
     for i, tokens in enumerate(encoded):
+        if unk_id is not None and unk_id in tokens:
+            logger.warning(
+                f"Prompt {i} ({prompts[i]!r}) has words outside the tokenizer's vocabulary; the model sees them "
+                f"as {tokenizer.unk_token!r}."
+            )
         if len(tokens) > context_length:
             removed = tokenizer.decode(tokens[context_length:], clean_up_tokenization_spaces=False)
             logger.warning(
@@ -242,3 +250,40 @@ def tokenize_prompts(
         ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         mask[i, : len(tokens)] = True
     return ids, mask
+
+
+PAD_TOKEN = "<pad>"
+UNKNOWN_TOKEN = "<unk>"
+
+
+def build_word_level_tokenizer(words: Sequence[str], context_length: int) -> PreTrainedTokenizerFast:
+    """Build a small lower-casing word-level tokenizer, for tiny models trained from scratch on a closed vocabulary.
+
+    Ids: ``<pad>`` = 0, ``<unk>`` = 1, then `words` in order (lower-cased, duplicates dropped). Text is lower-cased,
+    punctuation is dropped and words are split on whitespace; words outside the vocabulary become ``<unk>``, which
+    [`tokenize_prompts`] reports in a warning. It pads and truncates like the GPT-2 tokenizer through
+    [`tokenize_prompts`] and saves / loads with `save_pretrained` / `from_pretrained`.
+
+    Args:
+        words (`list[str]`): The vocabulary.
+        context_length (`int`): The text context of the model (the tokenizer's `model_max_length`).
+    """
+    vocab = {PAD_TOKEN: 0, UNKNOWN_TOKEN: 1}
+    for word in words:
+        if not isinstance(word, str) or not word.strip() or any(c.isspace() for c in word):
+            raise ValueError(f"Vocabulary entries must be single non-empty words, got {word!r}.")
+        vocab.setdefault(word.lower(), len(vocab))
+    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNKNOWN_TOKEN))
+    # punctuation is dropped: "a red circle, on a blue background" reads as the caption without the comma
+    backend.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=UNKNOWN_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=context_length,
+        padding_side="right",
+        truncation_side="right",
+        clean_up_tokenization_spaces=False,
+    )

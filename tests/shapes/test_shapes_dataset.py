@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from diffusers_glide.shapes import (
+    COLORS,
+    HELD_OUT_COMBINATIONS,
+    POSITIONS,
+    SHAPES,
+    ShapesDataset,
+    caption_vocabulary,
+    combinations_for_split,
+)
+from diffusers_glide.shapes.dataset import ShapeScene, render_scene
+from diffusers_glide.shapes.evaluate import held_out_scenes, read_image, score_image
+
+
+def test_items_are_reproducible_images_with_their_captions():
+    dataset = ShapesDataset(50, resolution=32, seed=1)
+    first, again = dataset[7], ShapesDataset(50, resolution=32, seed=1)[7]
+    assert torch.equal(first["pixel_values"], again["pixel_values"]) and first["caption"] == again["caption"]
+    assert not torch.equal(first["pixel_values"], ShapesDataset(50, resolution=32, seed=2)[7]["pixel_values"])
+    assert first["pixel_values"].shape == (3, 32, 32)
+    assert -1 <= first["pixel_values"].min() and first["pixel_values"].max() <= 1
+    scene = first["scene"]
+    assert first["caption"].startswith(f"a {scene.color} {scene.shape}")
+    assert first["caption"].endswith(f"on a {scene.background} background")
+    with pytest.raises(IndexError):
+        dataset[50]
+
+
+def test_held_out_combinations_never_appear_in_training_but_their_parts_do():
+    train = combinations_for_split("train")
+    assert not set(HELD_OUT_COMBINATIONS) & set(train)
+    assert len(train) + len(HELD_OUT_COMBINATIONS) == len(combinations_for_split("all")) == 6 * 3 * 5
+    for color, shape, background in HELD_OUT_COMBINATIONS:
+        assert any(c == color and s == shape for c, s, _ in train)
+        assert any(c == color and b == background for c, _, b in train)
+        assert any(s == shape and b == background for _, s, b in train)
+    scenes = [ShapesDataset(2000, split="train").scene(i) for i in range(2000)]
+    assert not {(s.color, s.shape, s.background) for s in scenes} & set(HELD_OUT_COMBINATIONS)
+    named = [s for s in scenes if s.position]
+    assert 0.4 < len(named) / len(scenes) < 0.6
+    assert {s.position for s in named} == set(POSITIONS)
+
+
+def test_vocabulary_covers_every_caption():
+    vocabulary = set(caption_vocabulary())
+    dataset = ShapesDataset(300, split="all")
+    assert all(set(dataset.scene(i).caption.split()) <= vocabulary for i in range(300))
+    assert set(COLORS) | set(SHAPES) <= vocabulary
+
+
+def test_scorer_reads_drawn_scenes():
+    # ground-truth renders at the model's size, quantised to 8 bits like generated PNGs
+    dataset = ShapesDataset(400, resolution=32, split="all", seed=5)
+    results = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        pixels = (item["pixel_values"].permute(1, 2, 0).numpy() + 1) / 2
+        results.append(score_image(np.round(pixels * 255) / 255, item["scene"]))
+    accuracy = np.mean([np.mean(list(r.values())) for r in results])
+    assert accuracy >= 0.995, accuracy
+
+
+def test_scorer_on_hand_made_images():
+    image = np.zeros((32, 32, 3), dtype=np.float32)
+    image[:] = np.array(COLORS["blue"]) / 255
+    assert read_image(image).color is None  # no shape at all
+    image[4:14, 11:21] = np.array(COLORS["red"]) / 255  # a square at the top
+    reading = read_image(image)
+    assert (reading.background, reading.color, reading.shape, reading.position) == (
+        "blue",
+        "red",
+        "square",
+        "at the top",
+    )
+    scene = ShapeScene("red", "circle", "blue", "on the right", (0.7, 0.5), 0.18)
+    assert score_image(image, scene) == {"background": True, "color": True, "shape": False, "position": False}
+    with pytest.raises(ValueError, match=r"Expected an RGB image of shape \(H, W, 3\)"):
+        read_image(np.zeros((32, 32)))
+
+
+def test_held_out_evaluation_prompts():
+    scenes = held_out_scenes()
+    assert len(scenes) == 2 * len(HELD_OUT_COMBINATIONS)
+    assert all((s.color, s.shape, s.background) in HELD_OUT_COMBINATIONS for s in scenes)
+    assert scenes[0].caption == "a red circle on a blue background"
+    assert scenes[1].caption == "a red circle in the middle on a blue background"
+    rendered = render_scene(scenes[3], 32)
+    assert rendered.shape == (3, 32, 32)
