@@ -1,0 +1,161 @@
+"""Smoke tests of the training loop on tiny models and a handful of generated images."""
+
+import json
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+
+from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide.training import GlideTrainer, parse_training_args, train
+from diffusers_glide.training.trainer import list_checkpoints
+
+TINY = [
+    "--shapes",
+    "--num_shape_images", "8",
+    "--train_batch_size", "4",
+    "--resolution", "16",
+    "--unet_config",
+    '{"block_out_channels": [16, 32], "attention_levels": [false, true], "norm_num_groups": 8, "attention_head_dim": 16}',
+    "--text_encoder_config", '{"hidden_size": 32, "num_attention_heads": 2, "num_hidden_layers": 1}',
+    "--sample_steps", "0",
+    "--checkpointing_steps", "0",
+    "--no_progress_bar",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    # tests that drive GlideTrainer directly (not through `train`) leave accelerate's per-process state behind
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _args(output_dir, *extra):
+    return parse_training_args(["--output_dir", str(output_dir), *TINY, *extra])
+
+
+def _weights(folder):
+    return {
+        **{f"unet.{k}": v for k, v in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items()},
+        **{
+            f"text.{k}": v
+            for k, v in load_file(folder / "text_encoder" / "diffusion_pytorch_model.safetensors").items()
+        },
+    }
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path):
+    # 4 images, batch 4: every step sees the same batch; the loss is measured at fixed timesteps and noise.
+    args = _args(tmp_path, "--num_shape_images", "4", "--learning_rate", "2e-3", "--caption_dropout", "0")
+    trainer = GlideTrainer(args)
+    trainer._prepare()
+    batch = next(iter(trainer.dataloader))
+    generator = torch.Generator().manual_seed(0)
+    timesteps = torch.randint(0, 1000, (4,), generator=generator)
+    noise = torch.randn(4, 3, 16, 16, generator=generator)
+
+    def fixed_loss():
+        with torch.no_grad():
+            return trainer.compute_loss(batch, timesteps=timesteps, noise=noise).loss.mean().item()
+
+    before = fixed_loss()
+    trainer.args.max_train_steps = 25
+    trainer.train()
+    after = fixed_loss()
+    assert torch.isfinite(torch.tensor([before, after])).all()
+    assert after < 0.7 * before, (before, after)
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    straight = train(_args(tmp_path / "straight", "--max_train_steps", "4"))
+    first = _args(tmp_path / "resumed", "--max_train_steps", "2", "--checkpointing_steps", "2")
+    train(first)
+    assert [p.name for p in list_checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "training_state.json").read_text())
+    assert state == {"global_step": 2}
+
+    trainer = GlideTrainer(_args(tmp_path / "resumed", "--max_train_steps", "4", "--resume_from_checkpoint", "latest"))
+    resumed = trainer.train()
+    assert trainer.global_step == 4
+    # same data order, noise and optimizer state: the interrupted run ends where the straight one does
+    expected, actual = _weights(straight), _weights(resumed)
+    assert expected.keys() == actual.keys()
+    worst = max((expected[k] - actual[k]).abs().max().item() for k in expected)
+    assert worst < 1e-5, worst
+
+
+def test_saved_pipeline_loads_and_samples(tmp_path):
+    folder = train(_args(tmp_path, "--max_train_steps", "2", "--sample_steps", "1", "--sample_respacing", "2"))
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    assert "--max_train_steps" not in (folder / "README.md").read_text()  # no command given -> none recorded
+    pipe = GlidePipeline.from_pretrained(folder)
+    image = pipe("a red circle on a blue background", num_inference_steps=2, output_type="np").images
+    assert image.shape == (1, 16, 16, 3) and 0 <= image.min() and image.max() <= 1
+    # the saved weights are the EMA weights, not the last raw ones
+    raw = GlideTrainer(_args(tmp_path / "no-ema", "--max_train_steps", "2", "--ema_decay", "0"))
+    raw_folder = raw.train()
+    assert any((_weights(folder)[k] - v).abs().max() > 0 for k, v in _weights(raw_folder).items())
+
+
+@pytest.mark.parametrize(
+    "model_type, pipeline_class",
+    [
+        ("upsample", GlideUpsamplePipeline),
+        ("base-inpaint", GlideInpaintPipeline),
+        ("upsample-inpaint", GlideUpsamplePipeline),
+    ],
+)
+def test_every_variant_trains_and_samples(tmp_path, model_type, pipeline_class):
+    folder = train(
+        _args(
+            tmp_path,
+            "--model_type",
+            model_type,
+            "--max_train_steps",
+            "2",
+            "--sample_steps",
+            "2",
+            "--sample_respacing",
+            "2",
+        )
+    )
+    pipe = pipeline_class.from_pretrained(folder)
+    assert pipe.unet.config.super_resolution == model_type.startswith("upsample")
+    assert pipe.unet.config.inpainting == model_type.endswith("inpaint")
+    assert (tmp_path / "samples" / "step-0000002.png").is_file()
+
+
+def test_fine_tune_a_base_model_into_an_inpainting_model_with_a_frozen_text_encoder(tmp_path):
+    base = train(_args(tmp_path / "base", "--max_train_steps", "1"))
+    folder = train(
+        parse_training_args(
+            [
+                "--output_dir", str(tmp_path / "inpaint"), "--pretrained_model", str(base), "--model_type", "base-inpaint",
+                "--shapes", "--num_shape_images", "8", "--train_batch_size", "4", "--max_train_steps", "2",
+                "--freeze_text_encoder", "--mixed_precision", "bf16", "--gradient_checkpointing",
+                "--sample_steps", "0", "--checkpointing_steps", "0", "--no_progress_bar",
+            ]
+        ),
+        command="diffusers-glide train ...",
+    )  # fmt: skip
+    pipe = GlideInpaintPipeline.from_pretrained(folder)
+    assert pipe.unet.config.inpainting and pipe.unet.conv_in.in_channels == 7
+    base_text = load_file(base / "text_encoder" / "diffusion_pytorch_model.safetensors")
+    tuned_text = load_file(folder / "text_encoder" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(base_text[k], tuned_text[k]) for k in base_text)  # frozen
+    assert "diffusers-glide train ..." in (folder / "README.md").read_text()
+
+
+def test_argument_and_resume_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_training_args(["--output_dir", str(tmp_path), "--caption_dropout", "1.5"])
+    assert "must be between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_training_args(["--output_dir", str(tmp_path), "--shapes", "--train_data_dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        parse_training_args(["--output_dir", str(tmp_path), "--unet_config", "{not json"])
+    assert "invalid JSON" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint folder written by this trainer"):
+        train(_args(tmp_path, "--max_train_steps", "1", "--resume_from_checkpoint", str(tmp_path / "nope")))
