@@ -12,7 +12,7 @@ from diffusers_glide.shapes import (
     combinations_for_split,
 )
 from diffusers_glide.shapes.dataset import ShapeScene, render_scene
-from diffusers_glide.shapes.evaluate import held_out_scenes, read_image, score_image
+from diffusers_glide.shapes.evaluate import evaluation_scenes, read_image, score_image
 
 
 def test_items_are_reproducible_images_with_their_captions():
@@ -24,7 +24,8 @@ def test_items_are_reproducible_images_with_their_captions():
     assert -1 <= first["pixel_values"].min() and first["pixel_values"].max() <= 1
     scene = first["scene"]
     assert first["caption"].startswith(f"a {scene.color} {scene.shape}")
-    assert first["caption"].endswith(f"on a {scene.background} background")
+    assert f"{scene.shape} on a {scene.background} background" in first["caption"]
+    assert first["caption"].endswith(scene.position or "background")
     with pytest.raises(IndexError):
         dataset[50]
 
@@ -82,10 +83,14 @@ def test_scorer_on_hand_made_images():
 
 
 def test_held_out_evaluation_prompts():
-    scenes = held_out_scenes()
+    scenes = evaluation_scenes()
     assert len(scenes) == 2 * len(HELD_OUT_COMBINATIONS)
+    seen = evaluation_scenes("train")
+    assert len(seen) == len(scenes) and not {(s.color, s.shape, s.background) for s in seen} & set(
+        HELD_OUT_COMBINATIONS
+    )
     assert all((s.color, s.shape, s.background) in HELD_OUT_COMBINATIONS for s in scenes)
     assert scenes[0].caption == "a red circle on a blue background"
-    assert scenes[1].caption == "a red circle in the middle on a blue background"
+    assert scenes[1].caption == "a red circle on a blue background in the middle"
     rendered = render_scene(scenes[3], 32)
     assert rendered.shape == (3, 32, 32)

@@ -148,6 +148,25 @@ def test_fine_tune_a_base_model_into_an_inpainting_model_with_a_frozen_text_enco
     assert "diffusers-glide train ..." in (folder / "README.md").read_text()
 
 
+def test_noise_offset_shifts_each_channel_of_the_training_noise(tmp_path):
+    trainer = GlideTrainer(
+        _args(tmp_path, "--num_shape_images", "64", "--train_batch_size", "64", "--noise_offset", "0.5")
+    )
+    trainer._prepare()
+    captured = {}
+    add_noise = trainer.loss_fn.add_noise
+
+    def spy(images, noise, timesteps):
+        captured["noise"] = noise
+        return add_noise(images, noise, timesteps)
+
+    trainer.loss_fn.add_noise = spy
+    with torch.no_grad():
+        trainer.compute_loss(next(iter(trainer.dataloader)))
+    channel_means = captured["noise"].mean(dim=(2, 3))  # (64, 3); std 1/16 without the offset
+    assert 0.35 < channel_means.std().item() < 0.65, channel_means.std()
+
+
 def test_argument_and_resume_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_training_args(["--output_dir", str(tmp_path), "--caption_dropout", "1.5"])

@@ -3,7 +3,7 @@
 Every image is drawn in code from its index (no downloads, no files), so the dataset is infinite, exactly
 reproducible and its captions are ground truth that [`score_image`](evaluate.py) can check from pixels.
 Captions read "a red circle on a blue background" or, for half of the images, name the position too:
-"a red circle on the left on a blue background".
+"a red circle on a blue background on the left".
 
 Some (colour, shape, background) combinations are held out of training ([`HELD_OUT_COMBINATIONS`]) so the
 evaluation asks for scenes the model has never seen, only their parts.
@@ -68,8 +68,10 @@ class ShapeScene:
 
     @property
     def caption(self) -> str:
+        # The optional position goes last, so every other word has a fixed place in the caption: a tiny text
+        # encoder then tells the shape colour (word 1) from the background colour (word 5) by position alone.
         where = f" {self.position}" if self.position else ""
-        return f"a {self.color} {self.shape}{where} on a {self.background} background"
+        return f"a {self.color} {self.shape} on a {self.background} background{where}"
 
 
 def caption_vocabulary() -> list[str]:

@@ -10,7 +10,7 @@ Run as a script on a pipeline folder (the embedded default when `--model` is omi
     python -m diffusers_glide.shapes.evaluate --num_samples 4 --guidance_scales 1 3
 
 It samples captions of the held-out (colour, shape, background) combinations, which the model never saw in
-training, and reports the scores with classifier-free guidance at each scale, without guidance (scale 1) and
+training (`--split train`: combinations seen in training), and reports the scores with classifier-free guidance at each scale, without guidance (scale 1) and
 for the unconditional model (the empty prompt, scored against the same captions: the chance level).
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .dataset import COLORS, HELD_OUT_COMBINATIONS, POSITIONS, ShapeScene
+from .dataset import COLORS, HELD_OUT_COMBINATIONS, POSITIONS, ShapeScene, combinations_for_split
 
 _PALETTE_NAMES = list(COLORS)
 _PALETTE = np.array([COLORS[name] for name in _PALETTE_NAMES], dtype=np.float32) / 255
@@ -96,11 +96,22 @@ def score_image(image, scene: ShapeScene) -> dict[str, bool]:
     return checks
 
 
-def held_out_scenes() -> list[ShapeScene]:
-    """Two captions per held-out combination: one without a position and one naming a position."""
+def evaluation_scenes(split: str = "held_out") -> list[ShapeScene]:
+    """
+    Two captions per combination, one without a position and one naming a position.
+
+    `split="held_out"`: the 12 combinations never drawn in training. `split="train"`: 12 combinations seen in
+    training (every 6th), to tell memorisation from generalisation.
+    """
+    if split == "held_out":
+        combinations = list(HELD_OUT_COMBINATIONS)
+    elif split == "train":
+        combinations = combinations_for_split("train")[::6][: len(HELD_OUT_COMBINATIONS)]
+    else:
+        raise ValueError(f"`split` must be 'held_out' or 'train', got {split!r}.")
     positions = list(POSITIONS)
     scenes = []
-    for index, (color, shape, background) in enumerate(HELD_OUT_COMBINATIONS):
+    for index, (color, shape, background) in enumerate(combinations):
         for position in (None, positions[index % len(positions)]):
             center = POSITIONS[position or "in the middle"]
             scenes.append(ShapeScene(color, shape, background, position, center, 0.18))
@@ -137,20 +148,20 @@ def evaluate_pipeline(
     pipeline,
     guidance_scales=(3.0,),
     num_samples: int = 2,
-    num_scenes: int | None = None,
+    split: str = "held_out",
     num_inference_steps: int | None = None,
     seed: int = 0,
     include_unconditional: bool = True,
     return_images: bool = False,
 ):
     """
-    Generate `num_samples` images for each held-out caption and score them.
+    Generate `num_samples` images for each caption of [`evaluation_scenes`] (`split`) and score them.
 
     Returns a list of [`EvaluationResult`] — one per guidance scale (scale 1 is the conditional model without
     guidance) and, with `include_unconditional`, one for the empty prompt — and, with `return_images`, the
     images of each run.
     """
-    scenes = held_out_scenes()[:num_scenes]
+    scenes = evaluation_scenes(split)
     prompts = [scene.caption for scene in scenes]
     runs = [
         (f"guidance {scale:g}" if scale > 1 else "no guidance (scale 1)", scale, True) for scale in guidance_scales
@@ -195,6 +206,9 @@ def main(argv=None) -> int:
     parser.add_argument("--num_samples", type=int, default=4, help="images per held-out caption")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the scheduler's respacing)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split", default="held_out", choices=["held_out", "train"], help="unseen (default) or seen combinations"
+    )
     parser.add_argument("--output_json", help="also write the results here")
     parser.add_argument("--save_grid", help="write the images of every run into this folder as PNG grids")
     args = parser.parse_args(argv)
@@ -202,7 +216,7 @@ def main(argv=None) -> int:
     pipeline = GlidePipeline.from_pretrained(args.model or embedded_model_path())
     pipeline.set_progress_bar_config(disable=True)
     results, images = evaluate_pipeline(
-        pipeline, args.guidance_scales, args.num_samples, None, args.steps, args.seed, return_images=True
+        pipeline, args.guidance_scales, args.num_samples, args.split, args.steps, args.seed, return_images=True
     )
     print(results_table(results))
     if args.output_json:

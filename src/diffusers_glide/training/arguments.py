@@ -89,6 +89,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     optim.add_argument("--adam_epsilon", type=float, default=1e-8)
     optim.add_argument("--max_grad_norm", type=float, default=1.0)
     optim.add_argument("--vb_weight", type=float, default=1.0, help="weight of the variational-bound loss term")
+    optim.add_argument(
+        "--noise_offset",
+        type=float,
+        default=0.0,
+        help="add this times a per-image, per-channel N(0, 1) constant to the training noise ('offset noise'); "
+        "helps small models learn the overall colour of an image from the text. 0 (default) is GLIDE's objective",
+    )
     optim.add_argument("--ema_decay", type=float, default=0.9999, help="maximum EMA decay; 0 disables the EMA")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     optim.add_argument("--seed", type=int, default=0)

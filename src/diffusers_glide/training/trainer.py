@@ -257,6 +257,10 @@ class GlideTrainer:
             timesteps = self.loss_fn.sample_timesteps(images.shape[0], device)
         if noise is None:
             noise = torch.randn_like(images)
+            if self.args.noise_offset:
+                # the mean colour of an image is otherwise fixed by the first, nearly pure-noise steps, where the
+                # epsilon loss barely depends on it; offset noise keeps it uncertain (and learnable) for longer
+                noise = noise + self.args.noise_offset * torch.randn(*images.shape[:2], 1, 1, device=device)
         x_t = self.loss_fn.add_noise(images, noise, timesteps)
         with self.accelerator.autocast():
             with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):

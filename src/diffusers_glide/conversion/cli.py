@@ -1,0 +1,90 @@
+"""Convert an OpenAI GLIDE checkpoint into a diffusers-glide pipeline folder.
+
+Run as `diffusers-glide convert ...` or `python convert_scripts/convert_glide_to_diffusers.py ...` (same flags).
+
+Examples (the released checkpoints; the GPT-2 vocabulary files are `encoder.json(.gz)` + `vocab.bpe(.gz)`):
+
+    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path base.pt --model_type base \\
+        --vocab_dir path/to/tokenizers --dump_path glide-base
+    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path upsample.pt --model_type upsample \\
+        --vocab_dir path/to/tokenizers --dump_path glide-upsample --dtype float16
+    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path base_inpaint.pt --model_type base-inpaint \\
+        --vocab_dir path/to/tokenizers --dump_path glide-base-inpaint --push_to_hub --repo_id you/glide-base-inpaint
+
+A checkpoint trained with non-default options needs them: `--options_json my_options.json` holding the
+kwargs given to OpenAI's `create_model_and_diffusion` (only the ones that differ from the defaults are needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+from .convert import DTYPES, convert_glide_checkpoint, push_folder_to_hub, write_pipeline_folder
+from .options import MODEL_TYPES
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the converter's flags to `parser` (the script's parser, or the `diffusers-glide convert` subparser)."""
+    parser.add_argument("--checkpoint_path", required=True, help="OpenAI .pt state dict, e.g. base.pt")
+    parser.add_argument("--model_type", required=True, choices=MODEL_TYPES)
+    parser.add_argument("--options_json", help="JSON file of OpenAI options overriding the model type's defaults")
+    parser.add_argument(
+        "--vocab_dir", required=True, help="folder with encoder.json(.gz) + vocab.bpe(.gz), or a saved tokenizer"
+    )
+    parser.add_argument("--dump_path", help="output folder (required unless --push_to_hub)")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --dump_path")
+    parser.add_argument("--push_to_hub", action="store_true", help="upload the folder to the Hub as --repo_id")
+    parser.add_argument("--repo_id", help="Hub repository, e.g. your-name/glide-base")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    return parser
+
+
+def check_convert_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The checks argparse cannot express; exits through `parser.error` (exit code 2)."""
+    if args.push_to_hub and not args.repo_id:
+        parser.error("--push_to_hub needs --repo_id")
+    if not args.dump_path and not args.push_to_hub:
+        parser.error("--dump_path is required (or --push_to_hub with --repo_id)")
+    return args
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return add_convert_arguments(parser)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    return check_convert_arguments(parser, parser.parse_args(argv))
+
+
+def run_conversion(args: argparse.Namespace) -> int:
+    """Convert (and optionally upload) as `args` says; returns the exit code (0)."""
+    options = None
+    if args.options_json:
+        with open(args.options_json) as f:
+            options = json.load(f)
+    converted = convert_glide_checkpoint(args.checkpoint_path, args.model_type, args.vocab_dir, options)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        dump_path = args.dump_path or f"{scratch}/glide-{args.model_type}"
+        folder = write_pipeline_folder(converted, dump_path, args.dtype, args.overwrite, args.repo_id)
+        unet_params = sum(p.numel() for p in converted.unet.parameters())
+        text_params = sum(p.numel() for p in converted.text_encoder.parameters())
+        print(
+            f"Converted {args.checkpoint_path} ({args.model_type}): unet {unet_params:,} + text encoder "
+            f"{text_params:,} parameters, {args.dtype} -> {folder if args.dump_path else '(temporary folder)'}"
+        )
+        if args.push_to_hub:
+            push_folder_to_hub(folder, args.repo_id, private=args.private)
+            print(f"Uploaded to https://huggingface.co/{args.repo_id}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_conversion(parse_args(argv))

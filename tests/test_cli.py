@@ -1,0 +1,337 @@
+"""The `diffusers-glide` console script: generate / inpaint / upsample / convert / train, and its user errors.
+
+The end-to-end runs go through the INSTALLED script in a subprocess (each costs a few seconds of imports, so
+they are few and grouped); the argument and user-error cases, which stop before any model is loaded, call
+`diffusers_glide.cli.main` in-process and check its exit code and `error:` line.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import REFERENCE_DIR, TOKENIZERS_DIR
+from safetensors import safe_open
+
+import diffusers_glide
+from diffusers_glide import GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide.cli import main
+
+PROMPT = "a red circle on a blue background"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+TINY_TRAINING = [
+    "--shapes",
+    "--num_shape_images",
+    "16",
+    "--train_batch_size",
+    "4",
+    "--max_train_steps",
+    "2",
+    "--sample_steps",
+    "0",
+    "--checkpointing_steps",
+    "0",
+    "--unet_config",
+    '{"block_out_channels": [16, 32], "attention_levels": [false, true], "norm_num_groups": 8, '
+    '"attention_head_dim": 16}',
+    "--text_encoder_config",
+    '{"hidden_size": 32, "num_attention_heads": 2}',
+    "--no_progress_bar",
+]
+
+
+@pytest.fixture(scope="module")
+def script() -> str:
+    found = shutil.which("diffusers-glide") or str(Path(sys.executable).parent / "diffusers-glide")
+    if not Path(found).is_file():
+        pytest.fail(
+            f"The diffusers-glide console script is not installed (looked on PATH and at {found}): "
+            "run `pip install -e .`."
+        )
+    return found
+
+
+def run(script, *args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [script, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, check=False, timeout=600
+    )
+
+
+def check_ok(result: subprocess.CompletedProcess) -> list[str]:
+    """The written paths a successful run printed."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def png(path: Path, size: int) -> None:
+    with PIL.Image.open(path) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "RGB", (size, size)), path
+
+
+def write_inputs(folder: Path) -> dict[str, Path]:
+    """An RGB image, masks (white = repaint a centre square; all black) and a 32x32 low-resolution image."""
+    rng = np.random.default_rng(0)
+    paths = {name: folder / f"{name}.png" for name in ("image", "mask", "black", "low")}
+    PIL.Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(paths["image"])
+    mask = np.zeros((48, 48), np.uint8)
+    mask[12:36, 12:36] = 255
+    PIL.Image.fromarray(mask).save(paths["mask"])
+    PIL.Image.new("L", (48, 48), 0).save(paths["black"])
+    PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(paths["low"])
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the installed script
+
+
+def test_generate_with_the_embedded_default(script, tmp_path):
+    args = ["generate", PROMPT, "--steps", 2, "--num_images", 2, "--no_progress"]
+    first = check_ok(run(script, *args, "--seed", 0, "-o", tmp_path / "a.png", cwd=tmp_path))
+    again = check_ok(run(script, *args, "--seed", 0, "-o", tmp_path / "b.png", cwd=tmp_path))
+    other = check_ok(run(script, *args, "--seed", 1, "-o", tmp_path / "c.png", cwd=tmp_path))
+    assert first == [str(tmp_path / "a-0.png"), str(tmp_path / "a-1.png")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a-0.png",
+        "a-1.png",
+        "b-0.png",
+        "b-1.png",
+        "c-0.png",
+        "c-1.png",
+    ]
+    for path in first + again + other:
+        png(Path(path), 32)
+    data = {Path(p).name: Path(p).read_bytes() for p in first + again + other}
+    assert data["a-0.png"] == data["b-0.png"] and data["a-1.png"] == data["b-1.png"]  # same seed
+    assert data["a-0.png"] != data["c-0.png"] and data["a-1.png"] != data["c-1.png"]  # different seeds
+    assert data["a-0.png"] != data["a-1.png"]
+
+
+def test_generate_with_model_and_upsampler(script, tmp_path, converted_folders):
+    output = tmp_path / "new" / "folder" / "corgi.png"
+    result = run(
+        script,
+        "generate",
+        "a corgi",
+        "--model",
+        converted_folders["base"],
+        "--upsampler",
+        converted_folders["upsample"],
+        "--steps",
+        2,
+        "--upsample_steps",
+        2,
+        "--seed",
+        0,
+        "-o",
+        output,
+        cwd=tmp_path,
+    )
+    # Progress bars are kept without --no_progress (tqdm writes them to stderr).
+    assert "2/2" in result.stderr
+    low = output.with_name("corgi-low.png")
+    assert check_ok(result) == [str(low), str(output)]
+    png(low, 32)  # the base model's size
+    png(output, 64)  # the upsampler's size
+
+
+def test_inpaint_and_upsample(script, tmp_path, converted_folders):
+    inputs = write_inputs(tmp_path)
+    common = ["--steps", 2, "--seed", 0, "--no_progress"]
+    result = run(
+        script,
+        "inpaint",
+        "a red square",
+        "--image",
+        inputs["image"],
+        "--mask",
+        inputs["mask"],
+        "--model",
+        converted_folders["base-inpaint"],
+        "-o",
+        tmp_path / "inpainted.png",
+        *common,
+        cwd=tmp_path,
+    )
+    assert check_ok(result) == [str(tmp_path / "inpainted.png")]
+    png(tmp_path / "inpainted.png", 32)  # the model's size, not the 48x48 input's
+
+    result = run(
+        script,
+        "upsample",
+        "a red square",
+        "--image",
+        inputs["low"],
+        "--model",
+        converted_folders["upsample"],
+        *common,
+        cwd=tmp_path,
+    )
+    assert check_ok(result) == ["glide-upsample.png"]  # the default output, in the working directory
+    png(tmp_path / "glide-upsample.png", 64)
+
+
+def test_missing_model_folder_exits_with_2_and_one_error_line(script, tmp_path):
+    result = run(script, "generate", PROMPT, "--model", "/nonexistent/folder", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: model folder not found: /nonexistent/folder")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert(script, tmp_path):
+    dump = tmp_path / "glide-upsample"
+    result = run(
+        script,
+        "convert",
+        "--checkpoint_path",
+        REFERENCE_DIR / "upsample.pt",
+        "--model_type",
+        "upsample",
+        "--options_json",
+        REFERENCE_DIR / "upsample.options.json",
+        "--vocab_dir",
+        TOKENIZERS_DIR,
+        "--dump_path",
+        dump,
+        "--dtype",
+        "float16",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Converted" in result.stdout and "float16" in result.stdout
+    with safe_open(str(dump / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    pipe = GlideUpsamplePipeline.from_pretrained(dump, dtype=torch.float16)
+    assert pipe.unet.dtype == torch.float16 and pipe.unet.config.super_resolution
+
+
+def test_train(script, tmp_path):
+    output_dir = tmp_path / "run"
+    result = run(script, "train", "--output_dir", output_dir, *TINY_TRAINING, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert str(output_dir / "pipeline") in result.stdout
+    pipe = GlidePipeline.from_pretrained(output_dir / "pipeline")
+    assert pipe.unet.config.block_out_channels == [16, 32] and pipe.text_encoder.config.hidden_size == 32
+    # The model card's reproduction command is the console script's.
+    assert "diffusers-glide train --output_dir" in (output_dir / "pipeline" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-process: arguments and user errors (nothing is loaded)
+
+
+def test_version_and_no_subcommand(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"diffusers-glide {diffusers_glide.__version__}"
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: diffusers-glide") and all(c in err for c in ("generate", "inpaint", "convert"))
+    assert main(["generate", PROMPT, "--steps", "0"]) == 2
+    assert "argument --steps: expected a positive integer, got 0" in capsys.readouterr().err
+    assert main(["convert", "--checkpoint_path", "x.pt", "--model_type", "base", "--vocab_dir", "v"]) == 2
+    assert "--dump_path is required" in capsys.readouterr().err
+    assert main(["train", "--output_dir", "x", "--max_train_steps", "0"]) == 2
+    assert "--max_train_steps must be positive" in capsys.readouterr().err
+
+
+USER_ERRORS = {
+    "folder without model_index.json": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--model", tmp],
+        ["is not a diffusers pipeline folder (no model_index.json)", "GlidePipeline"],
+    ),
+    "upsampler given to generate": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--model", folders["upsample"]],
+        ["holds a GlideUpsamplePipeline", "`generate` needs a text-to-image pipeline (GlidePipeline)", "--upsampler"],
+    ),
+    "inpaint without --model": (
+        lambda tmp, folders, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"]],
+        ["needs --model", "the embedded default model is a text-to-image model", "GlideInpaintPipeline"],
+    ),
+    "upsample without --model": (
+        lambda tmp, folders, inputs: ["upsample", PROMPT, "--image", inputs["low"]],
+        ["needs --model", "the embedded default model is a text-to-image model", "GlideUpsamplePipeline"],
+    ),
+    "inpaint model of the wrong class": (
+        lambda tmp, folders, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            inputs["mask"],
+            "--model",
+            folders["base"],
+        ],
+        ["holds a GlidePipeline", "`inpaint` needs an inpainting pipeline (GlideInpaintPipeline)"],
+    ),
+    "missing mask file": (
+        lambda tmp, folders, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            tmp / "missing.png",
+            "--model",
+            folders["base-inpaint"],
+        ],
+        ["mask file not found", "missing.png"],
+    ),
+    "all-black mask": (
+        lambda tmp, folders, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            inputs["black"],
+            "--model",
+            folders["base-inpaint"],
+        ],
+        ["is all black, so there is nothing to repaint", "white = repaint, black = keep"],
+    ),
+    "unreadable image": (
+        lambda tmp, folders, inputs: [
+            "upsample",
+            PROMPT,
+            "--image",
+            folders["upsample"] / "model_index.json",
+            "--model",
+            folders["upsample"],
+        ],
+        ["cannot read image", "model_index.json"],
+    ),
+    "missing checkpoint": (
+        lambda tmp, folders, inputs: [
+            "convert",
+            "--checkpoint_path",
+            tmp / "missing.pt",
+            "--model_type",
+            "base",
+            "--vocab_dir",
+            TOKENIZERS_DIR,
+            "--dump_path",
+            tmp / "out",
+        ],
+        ["missing.pt"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_ERRORS))
+def test_user_errors(case, tmp_path, converted_folders, capsys):
+    inputs = write_inputs(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    make_argv, expected = USER_ERRORS[case]
+    assert main([str(a) for a in make_argv(tmp_path, converted_folders, inputs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    for text in expected:
+        assert text in err
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
