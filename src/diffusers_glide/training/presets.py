@@ -65,6 +65,18 @@ def build_models_from_preset(
     return unet, text_encoder, scheduler
 
 
+def _input_channel_slices(channels: int, inpainting: bool, super_resolution: bool) -> dict[str, slice]:
+    """Where each input sits in `conv_in`'s channels (see `GlideUNet2DModel._model_input`)."""
+    slices = {"sample": slice(0, channels)}
+    offset = channels
+    if inpainting:
+        slices["inpaint"] = slice(offset, offset + channels + 1)  # masked image and mask
+        offset += channels + 1
+    if super_resolution:
+        slices["low_res"] = slice(offset, offset + channels)
+    return slices
+
+
 def adapt_unet_to_variant(unet: GlideUNet2DModel, model_type: str) -> GlideUNet2DModel:
     """
     Return `unet` as the `model_type` variant, keeping every pretrained weight.
@@ -88,22 +100,8 @@ def adapt_unet_to_variant(unet: GlideUNet2DModel, model_type: str) -> GlideUNet2
     new_config.update(super_resolution=super_resolution, inpainting=inpainting)
     adapted = GlideUNet2DModel(**new_config).to(unet.dtype)
     state = unet.state_dict()
-    channels = config.in_channels
-    # input channel layout (see GlideUNet2DModel._model_input): sample, [inpaint image, mask], [low_res]
-    old_slices = {"sample": slice(0, channels)}
-    offset = channels
-    if config.inpainting:
-        old_slices["inpaint"] = slice(offset, offset + channels + 1)
-        offset += channels + 1
-    if config.super_resolution:
-        old_slices["low_res"] = slice(offset, offset + channels)
-    new_slices = {"sample": slice(0, channels)}
-    offset = channels
-    if inpainting:
-        new_slices["inpaint"] = slice(offset, offset + channels + 1)
-        offset += channels + 1
-    if super_resolution:
-        new_slices["low_res"] = slice(offset, offset + channels)
+    old_slices = _input_channel_slices(config.in_channels, config.inpainting, config.super_resolution)
+    new_slices = _input_channel_slices(config.in_channels, inpainting, super_resolution)
     weight = torch.zeros_like(adapted.conv_in.weight)
     for name, old in old_slices.items():
         weight[:, new_slices[name]] = state["conv_in.weight"][:, old]
