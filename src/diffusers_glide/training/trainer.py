@@ -79,12 +79,12 @@ def _preset_sample_size(args) -> int:
 def load_or_build_components(args: argparse.Namespace):
     """(tokenizer, text_encoder, unet, scheduler, dataset) for a fine-tune or a from-scratch run."""
     if args.pretrained_model:
+        if args.unet_config or args.text_encoder_config:
+            raise ValueError("--unet_config / --text_encoder_config only apply when training from scratch.")
         # the base class loads every variant; the UNet is then adapted to --model_type
         pipeline = GlideBasePipeline.from_pretrained(args.pretrained_model)
         unet = adapt_unet_to_variant(pipeline.unet, args.model_type)
         tokenizer, text_encoder, scheduler = pipeline.tokenizer, pipeline.text_encoder, pipeline.scheduler
-        if args.unet_config or args.text_encoder_config:
-            raise ValueError("--unet_config / --text_encoder_config only apply when training from scratch.")
         resolution = args.resolution or unet.config.sample_size
         if resolution != unet.config.sample_size:
             unet.register_to_config(sample_size=resolution)
@@ -265,7 +265,7 @@ class GlideTrainer:
         with self.accelerator.autocast():
             with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):
                 text = self.text_encoder(input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            extra = conditioning_inputs(self.unet_config_holder, images, self.low_res_size, self.args.mask_type)
+            extra = conditioning_inputs(self.unwrapped_unet, images, self.low_res_size, self.args.mask_type)
             model_output = self.unet(x_t, timesteps, text, **extra).sample
         return self.loss_fn(model_output, images, x_t, noise, timesteps)
 
@@ -274,7 +274,7 @@ class GlideTrainer:
         return self.accelerator.unwrap_model(self.text_encoder).config
 
     @property
-    def unet_config_holder(self) -> GlideUNet2DModel:
+    def unwrapped_unet(self) -> GlideUNet2DModel:
         return self.accelerator.unwrap_model(self.unet)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ class GlideTrainer:
         )
 
     def _with_ema_weights(self, fn):
-        params = self._trainable_parameters_unwrapped()
+        params = self._trainable_parameters()
         if self.ema is not None:
             self.ema.store(params)
             self.ema.copy_to(params)
@@ -318,12 +318,6 @@ class GlideTrainer:
         finally:
             if self.ema is not None:
                 self.ema.restore(params)
-
-    def _trainable_parameters_unwrapped(self):
-        params = list(self.accelerator.unwrap_model(self.unet).parameters())
-        if self.train_text_encoder:
-            params += list(self.accelerator.unwrap_model(self.text_encoder).parameters())
-        return params
 
     def _sample_batch(self, count: int):
         items = [self.dataset[i] for i in range(min(count, len(self.dataset)))]
@@ -366,7 +360,7 @@ class GlideTrainer:
         def run():
             pipeline = self.build_pipeline(scheduler)
             pipeline.set_progress_bar_config(disable=True)
-            unet = self.accelerator.unwrap_model(self.unet)
+            unet = self.unwrapped_unet
             text_encoder = self.accelerator.unwrap_model(self.text_encoder)
             unet.eval(), text_encoder.eval()
             try:
