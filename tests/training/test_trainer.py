@@ -178,3 +178,38 @@ def test_argument_and_resume_errors(tmp_path, capsys):
     assert "invalid JSON" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="is not a checkpoint folder written by this trainer"):
         train(_args(tmp_path, "--max_train_steps", "1", "--resume_from_checkpoint", str(tmp_path / "nope")))
+
+
+def _caption_folder(folder, layout):
+    import PIL.Image
+
+    folder.mkdir()
+    colors = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0), "white": (255, 255, 255)}
+    lines = []
+    for name, rgb in colors.items():
+        PIL.Image.new("RGB", (24, 20), rgb).save(folder / f"{name}.png")
+        if layout == "txt":
+            (folder / f"{name}.txt").write_text(f"a {name} picture")
+        else:
+            lines.append(json.dumps({"file_name": f"{name}.png", "text": f"a {name} picture"}))
+    if lines:
+        (folder / "metadata.jsonl").write_text("\n".join(lines))
+    return folder
+
+
+@pytest.mark.parametrize("source", ["--train_data_dir", "--dataset_name"])
+def test_trains_on_a_caption_folder_and_on_a_datasets_imagefolder(tmp_path, source):
+    # --dataset_name with a local folder goes through `datasets.load_dataset` (its imagefolder builder)
+    data = _caption_folder(tmp_path / "data", "txt" if source == "--train_data_dir" else "jsonl")
+    args = [a for a in TINY if a not in ("--shapes",)]
+    args = args[: args.index("--num_shape_images")] + args[args.index("--num_shape_images") + 2 :]
+    folder = train(
+        parse_training_args(
+            ["--output_dir", str(tmp_path / "out"), source, str(data), "--max_train_steps", "2", *args]
+        )
+    )
+    pipe = GlidePipeline.from_pretrained(folder)
+    # the word-level tokenizer was built from the captions' words
+    assert {"a", "red", "blue", "green", "white", "picture"} <= set(pipe.tokenizer.get_vocab())
+    image = pipe("a red picture", num_inference_steps=2, output_type="np").images
+    assert image.shape == (1, 16, 16, 3)
