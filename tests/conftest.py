@@ -70,6 +70,21 @@ def converted_folders(tmp_path_factory) -> dict[str, Path]:
     return folders
 
 
+def clip_options() -> dict:
+    """The tiny noised CLIP's config.yaml values."""
+    return json.loads((REFERENCE_DIR / "clip.config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def converted_clip_folder(tmp_path_factory) -> Path:
+    """The fixture's noised CLIP (both towers and the CLIP tokenizer) converted once by our converter."""
+    from diffusers_glide.conversion import convert_clip_checkpoints, write_pipeline_folder
+
+    paths = [REFERENCE_DIR / "clip_image_enc.pt", REFERENCE_DIR / "clip_text_enc.pt"]
+    converted = convert_clip_checkpoints(paths, TOKENIZERS_DIR, clip_options())
+    return write_pipeline_folder(converted, tmp_path_factory.mktemp("converted") / "clip")
+
+
 def max_abs_diff(actual, expected) -> float:
     return (actual.double() - expected.double()).abs().max().item()
 

@@ -10,7 +10,18 @@ import pytest
 import torch
 from conftest import load_reference, max_abs_diff
 
-from diffusers_glide import GlideScheduler, GlideTextEncoder, GlideUNet2DModel, build_glide_tokenizer, tokenize_prompts
+from diffusers_glide import (
+    GlideCLIPImageEncoder,
+    GlideCLIPTextEncoder,
+    GlideScheduler,
+    GlideTextEncoder,
+    GlideUNet2DModel,
+    build_clip_tokenizer,
+    build_glide_tokenizer,
+    tokenize_clip_prompts,
+    tokenize_prompts,
+)
+from diffusers_glide.pipelines.clip_guidance import clip_guidance_gradient, normalize_embeddings
 
 TRAJECTORIES = [
     "base.sample_p10",
@@ -19,15 +30,14 @@ TRAJECTORIES = [
     "base-inpaint.sample_p10",
     "upsample-inpaint.sample_p_fast27",
     "upsample-inpaint.sample_ddim_fast27",
-    # CLIP guidance: the noised CLIP model is not ported yet; the recorded cond_fn gradients go through the
-    # scheduler's `guidance_gradient` hook, which is what this checks.
+    # CLIP guidance: our noised CLIP's gradient goes through the scheduler's `guidance_gradient` hook.
     "base.sample_clip",
 ]
 FINAL_TOLERANCE = 1e-3
 
 
 @pytest.mark.parametrize("name", TRAJECTORIES)
-def test_trajectory_replays_step_by_step(converted_folders, name):
+def test_trajectory_replays_step_by_step(converted_folders, converted_clip_folder, name):
     ref, info = load_reference(name)
     spec = info["spec"]
     folder = converted_folders[spec["model_type"]]
@@ -68,12 +78,28 @@ def test_trajectory_replays_step_by_step(converted_folders, name):
         eps = eps_uncond + spec["guidance_scale"] * (eps_cond - eps_uncond)
         return torch.cat([eps, out[:batch, 3:]], dim=1)  # variance from the conditional rows
 
+    clip_gradient = None
+    if spec["guidance"] == "clip":
+        clip_image_encoder = GlideCLIPImageEncoder.from_pretrained(
+            converted_clip_folder, subfolder="clip_image_encoder"
+        )
+        clip_text_encoder = GlideCLIPTextEncoder.from_pretrained(converted_clip_folder, subfolder="clip_text_encoder")
+        clip_tokens, clip_mask = tokenize_clip_prompts(
+            build_clip_tokenizer(converted_clip_folder / "clip_tokenizer"), spec["prompts"]
+        )
+        assert torch.equal(clip_tokens, ref["clip_tokens"]) and torch.equal(clip_mask.sum(1), ref["clip_lens"])
+        with torch.no_grad():
+            clip_text = normalize_embeddings(clip_text_encoder(clip_tokens, attention_mask=clip_mask).text_embeds)
+
+        def clip_gradient(x, t):
+            return clip_guidance_gradient(clip_image_encoder, x, t, clip_text, spec["guidance_scale"])
+
     x = ref["init_noise"][:batch]
     step_diffs = []
     with torch.no_grad():
         for k, t in enumerate(timesteps):
             noise = None if is_ddim else ref["step_noise"][k][:batch]
-            gradient = ref["cond_fn_grad"][k] if spec["guidance"] == "clip" else None
+            gradient = clip_gradient(x, t) if clip_gradient is not None else None
             out = scheduler.step(
                 model_output(x, t),
                 t,

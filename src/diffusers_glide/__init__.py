@@ -1,6 +1,7 @@
 """diffusers-glide: OpenAI's GLIDE as Hugging Face diffusers models, scheduler and pipelines."""
 
-from .models import GlideTextEncoder, GlideUNet2DModel
+from .clip_tokenization import build_clip_tokenizer, tokenize_clip_prompts
+from .models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel
 from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from .schedulers import GlideScheduler, GlideSchedulerOutput
 from .tokenization import build_glide_tokenizer, tokenize_prompts
@@ -8,6 +9,8 @@ from .tokenization import build_glide_tokenizer, tokenize_prompts
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "GlideCLIPImageEncoder",
+    "GlideCLIPTextEncoder",
     "GlideInpaintPipeline",
     "GlidePipeline",
     "GlideScheduler",
@@ -15,6 +18,8 @@ __all__ = [
     "GlideTextEncoder",
     "GlideUNet2DModel",
     "GlideUpsamplePipeline",
+    "build_clip_tokenizer",
     "build_glide_tokenizer",
+    "tokenize_clip_prompts",
     "tokenize_prompts",
 ]

@@ -118,7 +118,17 @@ def test_cli_argument_errors(tmp_path):
         text=True,
         check=False,
     )
-    assert result.returncode == 2 and "invalid choice: 'clip'" in result.stderr
+    assert result.returncode == 2
+    assert (
+        "--model_type clip takes clip_image_enc.pt and clip_text_enc.pt as --checkpoint_path, got 1" in result.stderr
+    )
+    two = base[:3] + ["a.pt", "b.pt"] + base[4:] + ["--dump_path", str(tmp_path)]
+    result = subprocess.run(two, capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "--model_type base takes one checkpoint" in result.stderr
+    result = subprocess.run(
+        base[:5] + ["unet", "--vocab_dir", "v", "--dump_path", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "invalid choice: 'unet'" in result.stderr
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)

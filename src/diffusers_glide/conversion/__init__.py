@@ -1,5 +1,6 @@
 """Conversion of OpenAI's released GLIDE checkpoints into diffusers-glide pipeline folders."""
 
+from .clip import CLIP_MODEL_TYPE, ConvertedCLIP, convert_clip_checkpoints, convert_clip_state_dicts
 from .convert import (
     ConvertedGlide,
     build_model_card,
@@ -13,6 +14,10 @@ from .options import MODEL_TYPES, configs_from_options, default_options, resolve
 from .state_dict import CheckpointMismatchError
 
 __all__ = [
+    "CLIP_MODEL_TYPE",
+    "ConvertedCLIP",
+    "convert_clip_checkpoints",
+    "convert_clip_state_dicts",
     "MODEL_TYPES",
     "CheckpointMismatchError",
     "ConvertedGlide",

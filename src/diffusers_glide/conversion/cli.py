@@ -11,8 +11,15 @@ Examples (the released checkpoints; the GPT-2 vocabulary files are `encoder.json
     python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path base_inpaint.pt --model_type base-inpaint \\
         --vocab_dir path/to/tokenizers --dump_path glide-base-inpaint --push_to_hub --repo_id you/glide-base-inpaint
 
+The noised CLIP of CLIP guidance is two files, given in either order, with CLIP's BPE vocabulary
+(`bpe_simple_vocab_16e6.txt(.gz)`) as `--vocab_dir`:
+
+    python convert_scripts/convert_glide_to_diffusers.py --model_type clip \\
+        --checkpoint_path clip_image_enc.pt clip_text_enc.pt --vocab_dir path/to/tokenizers --dump_path glide-clip
+
 A checkpoint trained with non-default options needs them: `--options_json my_options.json` holding the
-kwargs given to OpenAI's `create_model_and_diffusion` (only the ones that differ from the defaults are needed).
+kwargs given to OpenAI's `create_model_and_diffusion`, or for `clip` the keys of its CLIP `config.yaml` (only the
+ones that differ from the released model's are needed).
 """
 
 from __future__ import annotations
@@ -21,17 +28,26 @@ import argparse
 import json
 import tempfile
 
+from .clip import CLIP_MODEL_TYPE, convert_clip_checkpoints
 from .convert import DTYPES, convert_glide_checkpoint, push_folder_to_hub, write_pipeline_folder
 from .options import MODEL_TYPES
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the converter's flags to `parser` (the script's parser, or the `diffusers-glide convert` subparser)."""
-    parser.add_argument("--checkpoint_path", required=True, help="OpenAI .pt state dict, e.g. base.pt")
-    parser.add_argument("--model_type", required=True, choices=MODEL_TYPES)
+    parser.add_argument(
+        "--checkpoint_path",
+        required=True,
+        nargs="+",
+        help="OpenAI .pt state dict, e.g. base.pt; for --model_type clip both clip_image_enc.pt and clip_text_enc.pt",
+    )
+    parser.add_argument("--model_type", required=True, choices=(*MODEL_TYPES, CLIP_MODEL_TYPE))
     parser.add_argument("--options_json", help="JSON file of OpenAI options overriding the model type's defaults")
     parser.add_argument(
-        "--vocab_dir", required=True, help="folder with encoder.json(.gz) + vocab.bpe(.gz), or a saved tokenizer"
+        "--vocab_dir",
+        required=True,
+        help="folder with encoder.json(.gz) + vocab.bpe(.gz) (clip: bpe_simple_vocab_16e6.txt(.gz)), or a saved "
+        "tokenizer",
     )
     parser.add_argument("--dump_path", help="output folder (required unless --push_to_hub)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
@@ -44,6 +60,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def check_convert_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """The checks argparse cannot express; exits through `parser.error` (exit code 2)."""
+    expected = 2 if args.model_type == CLIP_MODEL_TYPE else 1
+    if len(args.checkpoint_path) != expected:
+        what = "clip_image_enc.pt and clip_text_enc.pt" if expected == 2 else "one checkpoint"
+        parser.error(
+            f"--model_type {args.model_type} takes {what} as --checkpoint_path, got {len(args.checkpoint_path)} "
+            f"path(s): {' '.join(args.checkpoint_path)}"
+        )
     if args.push_to_hub and not args.repo_id:
         parser.error("--push_to_hub needs --repo_id")
     if not args.dump_path and not args.push_to_hub:
@@ -69,16 +92,18 @@ def run_conversion(args: argparse.Namespace) -> int:
     if args.options_json:
         with open(args.options_json) as f:
             options = json.load(f)
-    converted = convert_glide_checkpoint(args.checkpoint_path, args.model_type, args.vocab_dir, options)
+    if args.model_type == CLIP_MODEL_TYPE:
+        converted = convert_clip_checkpoints(args.checkpoint_path, args.vocab_dir, options)
+    else:
+        converted = convert_glide_checkpoint(args.checkpoint_path[0], args.model_type, args.vocab_dir, options)
 
     with tempfile.TemporaryDirectory() as scratch:
         dump_path = args.dump_path or f"{scratch}/glide-{args.model_type}"
         folder = write_pipeline_folder(converted, dump_path, args.dtype, args.overwrite, args.repo_id)
-        unet_params = sum(p.numel() for p in converted.unet.parameters())
-        text_params = sum(p.numel() for p in converted.text_encoder.parameters())
+        counts = " + ".join(f"{name} {count:,}" for name, count in converted.parameter_counts().items())
         print(
-            f"Converted {args.checkpoint_path} ({args.model_type}): unet {unet_params:,} + text encoder "
-            f"{text_params:,} parameters, {args.dtype} -> {folder if args.dump_path else '(temporary folder)'}"
+            f"Converted {' + '.join(args.checkpoint_path)} ({args.model_type}): {counts} parameters, {args.dtype} -> "
+            f"{folder if args.dump_path else '(temporary folder)'}"
         )
         if args.push_to_hub:
             push_folder_to_hub(folder, args.repo_id, private=args.private)

@@ -30,6 +30,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
+from .clip import ConvertedCLIP
 from .options import PIPELINE_CLASS, configs_from_options, resolve_options
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys, split_openai_state_dict
 
@@ -45,6 +46,12 @@ class ConvertedGlide:
     text_encoder: GlideTextEncoder
     tokenizer: object
     scheduler: GlideScheduler
+
+    def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
+        save_converted(self, folder, dtype, repo_id)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("unet", "text_encoder")}
 
 
 def load_openai_checkpoint(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -136,13 +143,14 @@ def save_converted(converted: ConvertedGlide, folder: Path, dtype: torch.dtype, 
 
 
 def write_pipeline_folder(
-    converted: ConvertedGlide,
+    converted: ConvertedGlide | ConvertedCLIP,
     dump_path: str | os.PathLike,
     dtype: str = "float32",
     overwrite: bool = False,
     repo_id: str | None = None,
 ) -> Path:
-    """Save atomically: build the folder next to `dump_path`, then move it into place."""
+    """Save a conversion (a pipeline folder, or the noised CLIP's component folders) atomically: build the folder
+    next to `dump_path`, then move it into place."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
     dump_path = Path(dump_path).resolve()
@@ -153,7 +161,7 @@ def write_pipeline_folder(
     dump_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dump_path.name}.", suffix=".partial", dir=dump_path.parent))
     try:
-        save_converted(converted, staging, DTYPES[dtype], repo_id)
+        converted.save(staging, DTYPES[dtype], repo_id)
         if dump_path.exists():
             shutil.rmtree(dump_path)
         os.replace(staging, dump_path)

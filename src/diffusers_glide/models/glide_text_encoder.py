@@ -14,6 +14,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from .normalization import Float32LayerNorm
+from .pre_norm_transformer import PreNormTransformerLayer
 
 
 class GlideTextSelfAttention(nn.Module):
@@ -34,23 +35,6 @@ class GlideTextSelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         attended = F.scaled_dot_product_attention(query, key, value)
         return self.to_out(attended.transpose(1, 2).reshape(batch, length, width))
-
-
-class GlideTextEncoderLayer(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, hidden_size: int, num_heads: int, eps: float):
-        super().__init__()
-        self.norm1 = Float32LayerNorm(hidden_size, eps=eps)
-        self.attn = GlideTextSelfAttention(hidden_size, num_heads)
-        self.norm2 = Float32LayerNorm(hidden_size, eps=eps)
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden_size, 4 * hidden_size), nn.GELU(), nn.Linear(4 * hidden_size, hidden_size)
-        )
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = hidden_states + self.attn(self.norm1(hidden_states))
-        return hidden_states + self.mlp(self.norm2(hidden_states))
 
 
 class GlideTextEncoder(ModelMixin, ConfigMixin):
@@ -92,7 +76,12 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
             nn.Parameter(torch.randn(context_length, hidden_size) * 0.01) if use_padding_embedding else None
         )
         self.layers = nn.ModuleList(
-            [GlideTextEncoderLayer(hidden_size, num_attention_heads, layer_norm_eps) for _ in range(num_hidden_layers)]
+            [
+                PreNormTransformerLayer(
+                    hidden_size, GlideTextSelfAttention(hidden_size, num_attention_heads), layer_norm_eps
+                )
+                for _ in range(num_hidden_layers)
+            ]
         )
         self.final_layer_norm = Float32LayerNorm(hidden_size, eps=layer_norm_eps) if use_final_layer_norm else None
         self.gradient_checkpointing = False

@@ -1,0 +1,247 @@
+"""Convert OpenAI's noised CLIP (`clip_image_enc.pt` + `clip_text_enc.pt`) into diffusers-glide components:
+
+```
+<dump_path>/
+  clip_image_encoder/   GlideCLIPImageEncoder (safetensors)
+  clip_text_encoder/    GlideCLIPTextEncoder (safetensors)
+  clip_tokenizer/       CLIP's BPE as a transformers CLIPTokenizer
+  README.md             model card
+```
+
+The subfolders carry the names of `GlidePipeline`'s optional CLIP components, so
+`GlidePipeline.load_clip_guidance(<dump_path>)` (or passing the three components to `from_pretrained`) adds CLIP
+guidance to a base pipeline.
+
+The options are the keys of the reference's CLIP `config.yaml` (`n_embd`, `n_head_text`, ...); the defaults are
+the released model's.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..clip_tokenization import build_clip_tokenizer
+from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
+from .state_dict import CheckpointMismatchError, check_against_model, format_keys
+
+CLIP_MODEL_TYPE = "clip"
+
+# The reference's CLIP config.yaml: the released noised CLIP.
+CLIP_DEFAULTS = {
+    "logit_scale": 100.0,
+    "beta_schedule": "squaredcos_cap_v2",
+    "n_timesteps": 1000,
+    "image_size": 64,
+    "patch_size": 4,
+    "n_vocab": 65536,
+    "max_text_len": 77,
+    "n_embd": 512,
+    "n_head_state_text": 64,
+    "n_head_text": 8,
+    "n_xf_blocks_text": 12,
+    "n_head_state_image": 64,
+    "n_head_image": 12,
+    "n_xf_blocks_image": 12,
+}
+
+# Which file is which: the image tower has the timestep table, the text tower the token table.
+_IMAGE_MARKER, _TEXT_MARKER = "blocks.input.w_t", "blocks.input.w_voc"
+
+# OpenAI's CLIP modules name parameters `w` / `b` (Affine) and `g` / `b` (LayerNorm).
+_PARAMETER_NAMES = {"w": "weight", "g": "weight", "b": "bias"}
+_LAYER_MODULES = {
+    "f_attn.ln": "norm1",
+    "f_attn.f_q": "attn.to_q",
+    "f_attn.f_k": "attn.to_k",
+    "f_attn.f_v": "attn.to_v",
+    "f_attn.f_c": "attn.to_out",
+    "f_mlp.ln": "norm2",
+    "f_mlp.f_1": "mlp.0",
+    "f_mlp.f_2": "mlp.2",
+}
+_TEXT_NAMES = {
+    "blocks.input.w_voc": "token_embedding.weight",
+    "blocks.input.w_pos": "position_embedding",
+    "blocks.output.ln": "final_layer_norm",
+    "blocks.output.f": "text_projection",
+}
+_IMAGE_NAMES = {
+    "blocks.input.w_t": "timestep_embedding.weight",
+    "blocks.input.patch_proj": "patch_embedding.weight",
+    "blocks.input.w_pos": "position_embedding",
+    "blocks.input.ln": "pre_layer_norm",
+    "blocks.output.ln": "final_layer_norm",
+    "blocks.output.f": "image_projection",
+}
+_LAYER_KEY = re.compile(r"blocks\.block_(\d+)\.(f_attn\.\w+|f_mlp\.\w+)\.(\w+)")
+_MODULE_KEY = re.compile(r"(blocks\.(?:input|output)\.\w+)\.(\w+)")
+
+
+@dataclass
+class ConvertedCLIP:
+    """The noised CLIP components of a conversion, before they are written anywhere."""
+
+    image_encoder: GlideCLIPImageEncoder
+    text_encoder: GlideCLIPTextEncoder
+    tokenizer: object
+
+    def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
+        """Write the component folders and the model card into an existing empty folder."""
+        for name, model in (("clip_image_encoder", self.image_encoder), ("clip_text_encoder", self.text_encoder)):
+            torch.nn.Module.to(model, dtype)  # see `ConvertedGlide.save`
+            model.save_pretrained(folder / name)
+        self.tokenizer.save_pretrained(folder / "clip_tokenizer")
+        build_clip_model_card(repo_id).save(folder / "README.md")
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {
+            "clip image encoder": sum(p.numel() for p in self.image_encoder.parameters()),
+            "clip text encoder": sum(p.numel() for p in self.text_encoder.parameters()),
+        }
+
+
+def resolve_clip_options(overrides: dict | None = None) -> dict:
+    """The released CLIP config updated with `overrides` (config.yaml keys); unknown keys are errors."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(CLIP_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown noised-CLIP option(s) {unknown}; known options are {sorted(CLIP_DEFAULTS)}.")
+    return {**CLIP_DEFAULTS, **overrides}
+
+
+def clip_configs_from_options(options: dict) -> tuple[dict, dict]:
+    """`(image_encoder_config, text_encoder_config)` from resolved config.yaml options."""
+    image = {
+        "image_size": int(options["image_size"]),
+        "patch_size": int(options["patch_size"]),
+        "hidden_size": int(options["n_head_image"]) * int(options["n_head_state_image"]),
+        "num_hidden_layers": int(options["n_xf_blocks_image"]),
+        "num_attention_heads": int(options["n_head_image"]),
+        "projection_dim": int(options["n_embd"]),
+        "num_train_timesteps": int(options["n_timesteps"]),
+        "logit_scale": float(options["logit_scale"]),
+    }
+    text = {
+        "vocab_size": int(options["n_vocab"]),
+        "context_length": int(options["max_text_len"]),
+        "hidden_size": int(options["n_head_text"]) * int(options["n_head_state_text"]),
+        "num_hidden_layers": int(options["n_xf_blocks_text"]),
+        "num_attention_heads": int(options["n_head_text"]),
+        "projection_dim": int(options["n_embd"]),
+    }
+    return image, text
+
+
+def identify_clip_state_dicts(state_dicts: list[dict[str, torch.Tensor]], names: list[str]):
+    """`(image_state_dict, text_state_dict)` from the two checkpoints, given in either order."""
+    if len(state_dicts) != 2:
+        raise ValueError(
+            f"The noised CLIP is two checkpoints, clip_image_enc.pt and clip_text_enc.pt; got {len(state_dicts)} "
+            f"({', '.join(names)})."
+        )
+    image = [(sd, name) for sd, name in zip(state_dicts, names, strict=True) if _IMAGE_MARKER in sd]
+    text = [(sd, name) for sd, name in zip(state_dicts, names, strict=True) if _TEXT_MARKER in sd]
+    if len(image) != 1 or len(text) != 1:
+        raise CheckpointMismatchError(
+            f"Expected one noised-CLIP image encoder (with {_IMAGE_MARKER!r}) and one text encoder (with "
+            f"{_TEXT_MARKER!r}); {', '.join(names)} hold {len(image)} image and {len(text)} text encoder(s)."
+        )
+    return image[0][0], text[0][0]
+
+
+def _rename(state_dict: dict[str, torch.Tensor], top_level: dict[str, str]):
+    """OpenAI CLIP keys -> ours; returns `(renamed, unconsumed keys)`."""
+    renamed, unconsumed = {}, []
+    for key, tensor in state_dict.items():
+        if key in top_level:
+            renamed[top_level[key]] = tensor
+            continue
+        layer = _LAYER_KEY.fullmatch(key)
+        module = _MODULE_KEY.fullmatch(key)
+        if layer and layer.group(2) in _LAYER_MODULES and layer.group(3) in _PARAMETER_NAMES:
+            index, sub, param = layer.groups()
+            renamed[f"transformer.layers.{index}.{_LAYER_MODULES[sub]}.{_PARAMETER_NAMES[param]}"] = tensor
+        elif module and module.group(1) in top_level and module.group(2) in _PARAMETER_NAMES:
+            renamed[f"{top_level[module.group(1)]}.{_PARAMETER_NAMES[module.group(2)]}"] = tensor
+        else:
+            unconsumed.append(key)
+    return renamed, unconsumed
+
+
+def convert_clip_state_dicts(
+    image_state_dict: dict[str, torch.Tensor], text_state_dict: dict[str, torch.Tensor], options: dict | None = None
+) -> tuple[GlideCLIPImageEncoder, GlideCLIPTextEncoder]:
+    """Build our two CLIP towers from OpenAI's state dicts (meta tensors work and use no memory).
+
+    Raises `CheckpointMismatchError` listing unknown keys, missing parameters and shape mismatches.
+    """
+    image_config, text_config = clip_configs_from_options(resolve_clip_options(options))
+    models = []
+    for name, state_dict, top_level, model_class, config in (
+        ("clip image encoder", image_state_dict, _IMAGE_NAMES, GlideCLIPImageEncoder, image_config),
+        ("clip text encoder", text_state_dict, _TEXT_NAMES, GlideCLIPTextEncoder, text_config),
+    ):
+        renamed, unconsumed = _rename(state_dict, top_level)
+        if unconsumed:
+            raise CheckpointMismatchError(
+                f"{len(unconsumed)} key(s) of the {name} checkpoint are not part of OpenAI's noised CLIP: "
+                f"{format_keys(unconsumed)}"
+            )
+        with init_empty_weights():
+            model = model_class(**config)
+        check_against_model(renamed, model.state_dict(), name)
+        model.load_state_dict({k: v.float() for k, v in renamed.items()}, strict=True, assign=True)
+        models.append(model.eval())
+    return models[0], models[1]
+
+
+def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None = None) -> ConvertedCLIP:
+    """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer."""
+    from .convert import load_openai_checkpoint  # convert.py imports this module
+
+    paths = [str(path) for path in checkpoint_paths]
+    image_sd, text_sd = identify_clip_state_dicts([load_openai_checkpoint(path) for path in paths], paths)
+    image_encoder, text_encoder = convert_clip_state_dicts(image_sd, text_sd, options)
+    tokenizer = build_clip_tokenizer(vocab_dir)
+    if len(tokenizer) > text_encoder.config.vocab_size:
+        raise ValueError(
+            f"The CLIP tokenizer in {vocab_dir} has {len(tokenizer)} tokens but the text encoder's token table only "
+            f"{text_encoder.config.vocab_size} rows."
+        )
+    return ConvertedCLIP(image_encoder, text_encoder, tokenizer)
+
+
+def build_clip_model_card(repo_id: str | None = None) -> ModelCard:
+    data = ModelCardData(
+        license="mit", library_name="diffusers", tags=["glide", "diffusers-glide", "clip", "clip-guidance"]
+    )
+    repo = repo_id or "path/to/this/folder"
+    content = f"""---
+{data.to_yaml()}
+---
+
+# GLIDE's noised CLIP for diffusers
+
+OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP guidance,
+converted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image encoder sees noised
+64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license (glide-text2im).
+
+Components: `clip_image_encoder` (GlideCLIPImageEncoder), `clip_text_encoder` (GlideCLIPTextEncoder),
+`clip_tokenizer` (CLIP BPE, a transformers CLIPTokenizer).
+
+## Usage
+
+```python
+# pip install "diffusers-glide[clip]"
+from diffusers_glide import GlidePipeline
+
+pipe = GlidePipeline.from_pretrained("path/to/glide-base")
+pipe.load_clip_guidance("{repo}")
+image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]
+```
+"""
+    return ModelCard(content)
