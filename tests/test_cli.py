@@ -21,6 +21,7 @@ from safetensors import safe_open
 import diffusers_glide
 from diffusers_glide import GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.cli import main
+from diffusers_glide.embedded import embedded_model_path
 
 PROMPT = "a red circle on a blue background"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -138,6 +139,21 @@ def test_generate_with_model_and_upsampler(script, tmp_path, converted_folders):
     assert check_ok(result) == [str(low), str(output)]
     png(low, 32)  # the base model's size
     png(output, 64)  # the upsampler's size
+
+
+def test_generate_with_clip_guidance(script, tmp_path, converted_clip_folder):
+    """--clip adds the noised CLIP to the embedded model (both 32x32) and guides with the notebook's scale 3."""
+    args = ["generate", PROMPT, "--steps", 2, "--seed", 0, "--no_progress", "--clip", converted_clip_folder]
+    (written,) = check_ok(run(script, *args, "-o", tmp_path / "clip.png", cwd=tmp_path))
+    (unguided,) = check_ok(run(script, *args[:-2], "-o", tmp_path / "plain.png", cwd=tmp_path))
+    pipe = GlidePipeline.from_pretrained(embedded_model_path())
+    pipe.load_clip_guidance(converted_clip_folder)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(PROMPT, num_inference_steps=2, clip_guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    with PIL.Image.open(written) as image, PIL.Image.open(unguided) as plain:
+        pixels, plain_pixels = np.asarray(image).astype(int), np.asarray(plain).astype(int)
+    assert np.abs(pixels - np.asarray(expected.images[0]).astype(int)).max() <= 1  # uint8 rounding
+    assert np.abs(pixels - plain_pixels).max() > 0
 
 
 def test_inpaint_and_upsample(script, tmp_path, converted_folders):
@@ -306,6 +322,14 @@ USER_ERRORS = {
             folders["upsample"],
         ],
         ["cannot read image", "model_index.json"],
+    ),
+    "--clip folder of something else": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", folders["base"]],
+        ["is not a noised-CLIP folder", "clip_image_encoder, clip_text_encoder, clip_tokenizer", "--model_type clip"],
+    ),
+    "CLIP guidance without a CLIP": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--clip_guidance_scale", "3", "-o", tmp / "x.png"],
+        ["--clip_guidance_scale 3.0 needs the noised CLIP: pass --clip", "--model_type clip"],
     ),
     "missing checkpoint": (
         lambda tmp, folders, inputs: [

@@ -32,6 +32,7 @@ from .conversion import cli as conversion_cli
 from .conversion.cli import add_convert_arguments, check_convert_arguments, run_conversion
 from .embedded import embedded_model_path
 from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from .pipelines.pipeline_glide import CLIP_COMPONENTS
 from .training.arguments import add_training_arguments, check_training_arguments
 
 PROG = "diffusers-glide"
@@ -168,6 +169,18 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="upsampler guidance scale (default: %(default)s, no guidance, as GLIDE)",
     )
     _add_upsample_temp(upsampling)
+    clip = generate.add_argument_group("CLIP guidance")
+    clip.add_argument(
+        "--clip",
+        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip`); not needed when the "
+        "--model folder already holds the CLIP components",
+    )
+    clip.add_argument(
+        "--clip_guidance_scale",
+        type=_non_negative_float,
+        help="CLIP guidance scale; 0 disables it (default: 3.0, the notebook's, with --clip; otherwise 0). "
+        "Combines with --guidance_scale; the notebook uses --guidance_scale 1 with CLIP guidance",
+    )
     _add_runtime_arguments(generate)
 
     # inpaint ----------------------------------------------------------------------------------------------
@@ -376,6 +389,36 @@ def _model_source(model: str | None, pipeline_class, command: str) -> str:
     return str(path)
 
 
+def _clip_source(clip: str) -> str:
+    """The noised-CLIP folder or Hub id, with a clear error for a folder of something else."""
+    path = Path(clip).expanduser()
+    if not path.exists():
+        try:
+            validate_repo_id(clip)
+        except HFValidationError:
+            raise FileNotFoundError(
+                f"CLIP folder not found: {clip} (expected a folder converted with `convert --model_type clip` or a "
+                "Hub repo id such as owner/name)"
+            ) from None
+        return clip
+    missing = [name for name in CLIP_COMPONENTS if not (path / name).is_dir()]
+    if missing:
+        raise CLIError(
+            f"{clip} is not a noised-CLIP folder: it lacks {', '.join(missing)} (expected the output of "
+            "`diffusers-glide convert --model_type clip`)."
+        )
+    return str(path)
+
+
+def _folder_has_clip(source: str) -> bool:
+    """Whether a pipeline folder lists the CLIP components (True for a Hub id: its loading will tell)."""
+    index_file = Path(source) / "model_index.json"
+    if not index_file.is_file():
+        return True
+    model_index = json.loads(index_file.read_text(encoding="utf-8"))
+    return all(isinstance(model_index.get(name), list) and None not in model_index[name] for name in CLIP_COMPONENTS)
+
+
 def _load(pipeline_class, source: str, args, device: torch.device):
     if args.no_progress:  # also diffusers' "Loading pipeline components" bar
         diffusers_logging.disable_progress_bar()
@@ -401,7 +444,18 @@ def run_generate(args) -> int:
     upsampler_source = None
     if args.upsampler is not None:
         upsampler_source = _model_source(args.upsampler, GlideUpsamplePipeline, "generate --upsampler")
+    clip_source = _clip_source(args.clip) if args.clip is not None else None
+    clip_guidance_scale = args.clip_guidance_scale
+    if clip_guidance_scale is None:
+        clip_guidance_scale = 3.0 if clip_source is not None else 0.0
+    if clip_guidance_scale > 0 and clip_source is None and not _folder_has_clip(source):
+        raise CLIError(
+            f"--clip_guidance_scale {clip_guidance_scale} needs the noised CLIP: pass --clip (a folder converted with "
+            "`convert --model_type clip`, or a Hub id), or a --model folder that holds the CLIP components."
+        )
     pipe = _load(GlidePipeline, source, args, device)
+    if clip_source is not None:
+        pipe.load_clip_guidance(clip_source, torch_dtype=DTYPES[args.dtype])
     upsampler = None
     if upsampler_source is not None:
         upsampler = _load(GlideUpsamplePipeline, upsampler_source, args, device)
@@ -418,6 +472,7 @@ def run_generate(args) -> int:
         guidance_scale=args.guidance_scale,
         num_images_per_prompt=args.num_images,
         generator=generator,
+        clip_guidance_scale=clip_guidance_scale,
     ).images
     if upsampler is None:
         _save(images, _output_paths(args.output, len(images)))

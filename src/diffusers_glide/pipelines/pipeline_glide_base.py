@@ -390,7 +390,10 @@ class GlideBasePipeline(DiffusionPipeline):
         return torch.cat([eps, cond[:, channels:]], dim=1)
 
     def _make_scheduler_step(self, channels: int, generator, eta, known) -> Callable:
-        """`step(model_output, t, latents) -> prev latents`, with everything that does not change per step fixed.
+        """`step(model_output, t, latents, gradient=None) -> prev latents`, with what does not change per step fixed.
+
+        `gradient` is a guidance gradient of log p(y | x_t) (CLIP guidance): GlideScheduler applies it as GLIDE
+        does (mean shift for ancestral steps, score shift for DDIM); other schedulers get the score shift.
 
         `known` = (image, keep_mask) pastes the known region into every x0 prediction (GlideScheduler).
         """
@@ -402,9 +405,15 @@ class GlideBasePipeline(DiffusionPipeline):
                 def paste(x0):
                     return x0 * (1 - keep) + image * keep
 
-            def glide_step(model_output, t, latents):
+            def glide_step(model_output, t, latents, gradient=None):
                 return self.scheduler.step(
-                    model_output, t, latents, generator=generator, eta=eta, pred_original_sample_fn=paste
+                    model_output,
+                    t,
+                    latents,
+                    generator=generator,
+                    eta=eta,
+                    pred_original_sample_fn=paste,
+                    guidance_gradient=gradient,
                 ).prev_sample
 
             return glide_step
@@ -419,8 +428,14 @@ class GlideBasePipeline(DiffusionPipeline):
         options = (("eta", eta), ("generator", generator), ("use_clipped_model_output", True))
         extra = {k: v for k, v in options if k in accepted}
 
-        def diffusers_step(model_output, t, latents):
-            return self.scheduler.step(model_output[:, :output_channels], t, latents, **extra).prev_sample
+        def diffusers_step(model_output, t, latents, gradient=None):
+            model_output = model_output[:, :output_channels]
+            if gradient is not None:
+                # Score conditioning (any epsilon-predicting scheduler): eps - sqrt(1 - alpha_bar_t) * grad.
+                alpha_bar = self.scheduler.alphas_cumprod[int(t)].to(model_output.device, torch.float32)
+                shifted = model_output[:, :channels].float() - (1 - alpha_bar).sqrt() * gradient
+                model_output = torch.cat([shifted.to(model_output.dtype), model_output[:, channels:]], dim=1)
+            return self.scheduler.step(model_output, t, latents, **extra).prev_sample
 
         return diffusers_step
 
@@ -446,8 +461,12 @@ class GlideBasePipeline(DiffusionPipeline):
         known: tuple[torch.Tensor, torch.Tensor] | None = None,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        guidance_gradient_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The denoising loop shared by all GLIDE pipelines."""
+        """The denoising loop shared by all GLIDE pipelines.
+
+        `guidance_gradient_fn(latents, t)`, when given, returns the scaled gradient of log p(y | x_t) at each step.
+        """
         self._num_timesteps = len(timesteps)
         uses_glide_scheduler = isinstance(self.scheduler, GlideScheduler)
         scheduler_step = self._make_scheduler_step(latents.shape[1], generator, eta, known)
@@ -458,7 +477,8 @@ class GlideBasePipeline(DiffusionPipeline):
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 model_output = self._guided_output(latents, t, model_text, guidance_scale, model_conditioning)
-                latents = scheduler_step(model_output, t, latents)
+                gradient = guidance_gradient_fn(latents, t) if guidance_gradient_fn is not None else None
+                latents = scheduler_step(model_output, t, latents, gradient)
                 if known is not None and not uses_glide_scheduler:
                     next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                     latents = self._paste_known_noised(latents, known, next_t, generator)

@@ -1,0 +1,280 @@
+"""CLIP guidance in GlidePipeline: the reference's CLIP-guided loop, combination with classifier-free guidance,
+scheduler swaps, loading/saving the optional CLIP components, bad inputs."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, recorded_noise_scheduler
+from diffusers import DDIMScheduler
+from test_pipeline_glide import get_dummy_components, get_dummy_inputs
+
+from diffusers_glide import (
+    GlideCLIPImageEncoder,
+    GlideCLIPTextEncoder,
+    GlidePipeline,
+    GlideScheduler,
+    build_clip_tokenizer,
+)
+from diffusers_glide.pipelines.clip_guidance import clip_guidance_gradient
+
+TOLERANCE = 1e-3
+PIPELINE_LOGGER = "diffusers_glide.pipelines.pipeline_glide"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference's CLIP-guided loop (tiny base model + tiny noised CLIP, both converted by our converter)
+
+
+@pytest.fixture(scope="module")
+def clip_pipe(converted_folders, converted_clip_folder):
+    pipe = GlidePipeline.from_pretrained(converted_folders["base"])
+    pipe.load_clip_guidance(converted_clip_folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_clip_guided_trajectory_replays_the_reference(clip_pipe):
+    ref, info = load_reference("base.sample_clip")
+    spec = info["spec"]
+    batch = spec["batch_size"]
+    pipe = GlidePipeline(**clip_pipe.components)
+    pipe.scheduler = recorded_noise_scheduler(pipe.scheduler, ref["step_noise"], batch)
+    pipe.set_progress_bar_config(disable=True)
+    steps = []
+
+    def record(pipeline, i, t, callback_kwargs):
+        steps.append(callback_kwargs["latents"].clone())
+        return {}
+
+    images = pipe(
+        spec["prompts"],
+        respacing=spec["respacing"],
+        guidance_scale=1.0,  # the notebook's CLIP-guided sampling has no classifier-free guidance
+        clip_guidance_scale=spec["guidance_scale"],
+        latents=ref["init_noise"],
+        output_type="pt",
+        callback_on_step_end=record,
+        callback_on_step_end_tensor_inputs=["latents"],
+    ).images
+    diffs = [max_abs_diff(x, expected) for x, expected in zip(steps, ref["trajectory"], strict=True)]
+    report = ", ".join(f"{k}: {d:.1e}" for k, d in enumerate(diffs))
+    assert max(diffs) <= TOLERANCE, f"per-step max abs diff: {report}"
+    diff = max_abs_diff(images, ((ref["samples"] + 1) / 2).clamp(0, 1))
+    assert diff <= TOLERANCE, f"samples: max abs diff {diff}"
+
+
+def test_clip_gradients_of_the_reference_loop(clip_pipe):
+    """Our gradient at each recorded x_t and ORIGINAL timestep is the reference cond_fn's."""
+    ref, info = load_reference("base.sample_clip")
+    spec = info["spec"]
+    text_embeds = clip_pipe.encode_clip_prompt(spec["prompts"])
+    inputs = [ref["init_noise"], *ref["trajectory"][:-1]]
+    for k, (x, t) in enumerate(zip(inputs, ref["cond_fn_timesteps"], strict=True)):
+        gradient = clip_guidance_gradient(clip_pipe.clip_image_encoder, x, t, text_embeds, spec["guidance_scale"])
+        diff = max_abs_diff(gradient, ref["cond_fn_grad"][k])
+        assert diff <= 1e-4, f"step {k} (t={t.tolist()}): max abs diff {diff}"
+
+
+def test_clip_prompt_tokens_are_the_recorded_ones(clip_pipe):
+    ref, info = load_reference("base.sample_clip")
+    from diffusers_glide import tokenize_clip_prompts
+
+    input_ids, mask = tokenize_clip_prompts(clip_pipe.clip_tokenizer, info["spec"]["prompts"])
+    assert torch.equal(input_ids, ref["clip_tokens"]) and mask.sum(1).tolist() == ref["clip_lens"].tolist()
+
+
+def test_encode_clip_prompt_gives_the_reference_text_embeddings(clip_pipe):
+    ref, info = load_reference("clip.forward")
+    embeds = clip_pipe.encode_clip_prompt(info["prompts"], num_images_per_prompt=2)
+    assert embeds.shape == (6, 32)
+    assert max_abs_diff(embeds[::2], ref["text_emb"]) <= 1e-4 and torch.equal(embeds[::2], embeds[1::2])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny random components
+
+
+def get_dummy_clip_components(image_size=8):
+    torch.manual_seed(1)
+    image_encoder = GlideCLIPImageEncoder(
+        image_size=image_size,
+        patch_size=4,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        projection_dim=8,
+    )
+    text_encoder = GlideCLIPTextEncoder(
+        vocab_size=49408, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, projection_dim=8
+    )
+    return {
+        "clip_image_encoder": image_encoder.eval(),
+        "clip_text_encoder": text_encoder.eval(),
+        "clip_tokenizer": build_clip_tokenizer(TOKENIZERS_DIR),
+    }
+
+
+@pytest.fixture
+def pipe():
+    pipeline = GlidePipeline(**get_dummy_components(), **get_dummy_clip_components())
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _manual_loop(pipe, prompt, guidance_scale, clip_guidance_scale, seed, scheduler_step):
+    """GLIDE's guided loop written out from the components: CFG on epsilon, then the CLIP gradient."""
+    generator = torch.Generator().manual_seed(seed)
+    size = pipe.unet.config.sample_size
+    x = torch.randn((1, 3, size, size), generator=generator)
+    cond, uncond = pipe.encode_prompt(prompt, do_classifier_free_guidance=True)
+    text_embeds = pipe.encode_clip_prompt(prompt)
+    for t in pipe.scheduler.timesteps:
+        with torch.no_grad():
+            out = pipe.unet(torch.cat([x, x]), t, torch.cat([cond, uncond])).sample
+        eps = out[1:, :3] + guidance_scale * (out[:1, :3] - out[1:, :3])
+        model_output = torch.cat([eps, out[:1, 3:]], dim=1)
+        gradient = clip_guidance_gradient(pipe.clip_image_encoder, x, t, text_embeds, clip_guidance_scale)
+        x = scheduler_step(model_output, t, x, gradient, generator)
+    return x
+
+
+def test_clip_guidance_combines_with_classifier_free_guidance(pipe):
+    def glide_step(model_output, t, x, gradient, generator):
+        return pipe.scheduler.step(model_output, t, x, generator=generator, guidance_gradient=gradient).prev_sample
+
+    pipe.scheduler.set_timesteps(respacing="4")
+    expected = _manual_loop(pipe, "a red circle", 3.0, 50.0, 0, glide_step)
+    images = pipe(**get_dummy_inputs(guidance_scale=3.0, clip_guidance_scale=50.0, output_type="pt")).images
+    assert max_abs_diff(images, ((expected + 1) / 2).clamp(0, 1)) <= 1e-5
+    only_cfg = pipe(**get_dummy_inputs(guidance_scale=3.0, output_type="pt")).images
+    only_clip = pipe(**get_dummy_inputs(guidance_scale=1.0, clip_guidance_scale=50.0, output_type="pt")).images
+    assert max_abs_diff(images, only_cfg) > 1e-3 and max_abs_diff(images, only_clip) > 1e-3
+
+
+def test_diffusers_scheduler_gets_the_score_shift(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=True)
+    pipe.scheduler.set_timesteps(3)
+
+    def ddim_step(model_output, t, x, gradient, generator):
+        alpha_bar = pipe.scheduler.alphas_cumprod[int(t)]
+        eps = model_output[:, :3] - (1 - alpha_bar).sqrt() * gradient
+        return pipe.scheduler.step(eps, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+
+    expected = _manual_loop(pipe, "a red circle", 3.0, 50.0, 0, ddim_step)
+    images = pipe(
+        **get_dummy_inputs(num_inference_steps=3, guidance_scale=3.0, clip_guidance_scale=50.0, output_type="pt")
+    ).images
+    assert max_abs_diff(images, ((expected + 1) / 2).clamp(0, 1)) <= 1e-5
+    unguided = pipe(**get_dummy_inputs(num_inference_steps=3, guidance_scale=3.0, output_type="pt")).images
+    assert max_abs_diff(images, unguided) > 1e-3
+
+
+def test_glide_ddim_runs_with_clip_guidance(pipe):
+    pipe.scheduler = GlideScheduler.from_config(pipe.scheduler.config, sampler="ddim")
+    guided = pipe(**get_dummy_inputs(clip_guidance_scale=50.0)).images
+    unguided = pipe(**get_dummy_inputs()).images
+    assert np.isfinite(guided).all() and np.abs(guided - unguided).max() > 1e-3
+
+
+def test_clip_prompt_replaces_the_prompt_for_clip(pipe):
+    same = pipe(**get_dummy_inputs(clip_guidance_scale=50.0, clip_prompt="a red circle")).images
+    default = pipe(**get_dummy_inputs(clip_guidance_scale=50.0)).images
+    other = pipe(**get_dummy_inputs(clip_guidance_scale=50.0, clip_prompt="a blue square")).images
+    np.testing.assert_array_equal(same, default)
+    assert np.abs(other - default).max() > 1e-3
+
+
+def test_clip_guidance_with_prompt_embeds_and_several_images(pipe):
+    embeds, _ = pipe.encode_prompt("a red circle", do_classifier_free_guidance=False)
+    from_text = pipe(**get_dummy_inputs(clip_guidance_scale=50.0, num_images_per_prompt=2)).images
+    from_embeds = pipe(
+        **get_dummy_inputs(
+            prompt=None,
+            prompt_embeds=embeds,
+            clip_prompt="a red circle",
+            clip_guidance_scale=50.0,
+            num_images_per_prompt=2,
+        )
+    ).images
+    assert from_text.shape == (2, 8, 8, 3)
+    np.testing.assert_allclose(from_embeds, from_text, atol=1e-6)
+
+
+def test_clip_image_size_mismatch_resizes_with_a_warning(caplog):
+    pipe = GlidePipeline(**get_dummy_components(), **get_dummy_clip_components(image_size=16))
+    pipe.set_progress_bar_config(disable=True)
+    with caplog.at_level(logging.WARNING, logger=PIPELINE_LOGGER):
+        guided = pipe(**get_dummy_inputs(clip_guidance_scale=50.0)).images
+    assert "The noised CLIP sees 16x16 images but the UNet makes 8x8: x_t is resized" in caplog.text
+    unguided = pipe(**get_dummy_inputs()).images
+    assert np.isfinite(guided).all() and np.abs(guided - unguided).max() > 1e-3
+
+
+def test_save_load_round_trip_keeps_the_clip(pipe, tmp_path):
+    expected = pipe(**get_dummy_inputs(clip_guidance_scale=50.0)).images
+    pipe.save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {"clip_image_encoder", "clip_text_encoder", "clip_tokenizer"}
+    reloaded = GlidePipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    assert reloaded.has_clip_guidance and isinstance(reloaded.clip_image_encoder, GlideCLIPImageEncoder)
+    # not bit-exact: the reloaded weights can take other CPU kernels, and a scale of 50 magnifies float32 rounding
+    np.testing.assert_allclose(reloaded(**get_dummy_inputs(clip_guidance_scale=50.0)).images, expected, atol=1e-4)
+
+
+def test_pipeline_without_clip_loads_and_says_how_to_add_it(tmp_path):
+    pipe = GlidePipeline(**get_dummy_components())
+    pipe.save_pretrained(tmp_path)
+    reloaded = GlidePipeline.from_pretrained(tmp_path)
+    assert not reloaded.has_clip_guidance and reloaded.clip_image_encoder is None
+    with pytest.raises(
+        ValueError, match=r"has no clip_image_encoder, clip_text_encoder, clip_tokenizer.*load_clip_guidance"
+    ):
+        reloaded(**get_dummy_inputs(clip_guidance_scale=3.0))
+    # clip components given to from_pretrained, or loaded afterwards
+    clip = get_dummy_clip_components()
+    with_clip = GlidePipeline.from_pretrained(tmp_path, **clip)
+    assert with_clip.has_clip_guidance and with_clip.clip_text_encoder is clip["clip_text_encoder"]
+
+
+def test_load_clip_guidance_from_a_converted_folder(converted_clip_folder):
+    pipe = GlidePipeline(**get_dummy_components())
+    pipe.load_clip_guidance(converted_clip_folder, torch_dtype=torch.bfloat16)
+    assert pipe.has_clip_guidance and pipe.clip_image_encoder.dtype == torch.bfloat16
+    assert pipe.clip_image_encoder.config.image_size == 32
+    assert type(pipe.clip_tokenizer).__name__ == "CLIPTokenizer"
+
+
+def test_model_cpu_offload_with_clip_gives_the_same_images(pipe):
+    expected = pipe(**get_dummy_inputs(guidance_scale=3.0, clip_guidance_scale=50.0)).images
+    pipe.enable_model_cpu_offload(device="cpu")
+    images = pipe(**get_dummy_inputs(guidance_scale=3.0, clip_guidance_scale=50.0)).images
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+
+
+def test_bfloat16_clip_guidance_runs(pipe):
+    pipe.to(torch.bfloat16)
+    assert pipe.clip_image_encoder.dtype == torch.bfloat16
+    images = pipe(**get_dummy_inputs(clip_guidance_scale=50.0)).images
+    assert np.isfinite(images).all() and images.shape == (1, 8, 8, 3)
+
+
+def test_bad_clip_inputs(pipe, caplog):
+    with pytest.raises(ValueError, match=r"`clip_guidance_scale` must be >= 0 \(0 disables CLIP guidance\), got -1"):
+        pipe(**get_dummy_inputs(clip_guidance_scale=-1.0))
+    with pytest.raises(ValueError, match=r"`clip_prompt` has 2 prompts for 3 prompts"):
+        pipe(**get_dummy_inputs(prompt=["a", "b", "c"], clip_prompt=["a", "b"], clip_guidance_scale=1.0))
+    embeds, _ = pipe.encode_prompt("a red circle", do_classifier_free_guidance=False)
+    with pytest.raises(
+        ValueError, match="CLIP guidance with `prompt_embeds` needs the text for CLIP: pass `clip_prompt`"
+    ):
+        pipe(**get_dummy_inputs(prompt=None, prompt_embeds=embeds, clip_guidance_scale=1.0))
+    with pytest.raises(TypeError, match="`clip_prompt` must be a string or a list of strings"):
+        pipe(**get_dummy_inputs(clip_prompt=3, clip_guidance_scale=1.0))
+    pipe.scheduler = GlideScheduler(num_train_timesteps=500, timestep_respacing="4")
+    with pytest.raises(ValueError, match="trained on 1000 diffusion steps but the scheduler has 500"):
+        pipe(**get_dummy_inputs(clip_guidance_scale=1.0))
+    with caplog.at_level(logging.WARNING, logger=PIPELINE_LOGGER):
+        pipe(**get_dummy_inputs(clip_prompt="a blue square"))
+    assert "`clip_prompt` is ignored: CLIP guidance is off" in caplog.text
