@@ -375,3 +375,24 @@ def test_code_shims_in_the_repo_would_not_help(offline_hub, converted_folders, t
     cache_hub_repo(offline_hub, "someone/glide-shims", folder)
     with pytest.raises(OfflineModeIsEnabled):
         DiffusionPipeline.from_pretrained("someone/glide-shims", trust_remote_code=True)
+
+
+def test_clip_guidance_components_from_the_hub(offline_hub, converted_folders, converted_clip_folder, tmp_path):
+    """A converted noised-CLIP repo loads with `load_clip_guidance(repo_id)`, and a pipeline repo that holds the
+    CLIP components (as `save_pretrained` writes it) loads with them."""
+    cache_hub_repo(offline_hub, "someone/glide-base", converted_folders["base"])
+    cache_hub_repo(offline_hub, "someone/glide-clip", converted_clip_folder)
+    pipe = GlidePipeline.from_pretrained("someone/glide-base")
+    assert not pipe.has_clip_guidance
+    pipe.load_clip_guidance("someone/glide-clip")
+    local = GlidePipeline.from_pretrained(converted_folders["base"])
+    local.load_clip_guidance(converted_clip_folder)
+    assert_same_weights(pipe.clip_image_encoder, local.clip_image_encoder)
+    assert_same_weights(pipe.clip_text_encoder, local.clip_text_encoder)
+    assert pipe.clip_tokenizer("a corgi").input_ids == local.clip_tokenizer("a corgi").input_ids
+
+    local.save_pretrained(tmp_path / "with-clip")
+    cache_hub_repo(offline_hub, "someone/glide-base-clip", tmp_path / "with-clip")
+    combined = GlidePipeline.from_pretrained("someone/glide-base-clip")
+    assert combined.has_clip_guidance
+    assert_same_weights(combined.clip_image_encoder, local.clip_image_encoder)
