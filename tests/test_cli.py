@@ -327,6 +327,10 @@ USER_ERRORS = {
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", folders["base"]],
         ["is not a noised-CLIP folder", "clip_image_encoder, clip_text_encoder, clip_tokenizer", "--model_type clip"],
     ),
+    "missing --clip folder": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", tmp / "no" / "clip"],
+        ["CLIP folder not found", "converted with `convert --model_type clip` or a Hub repo id"],
+    ),
     "CLIP guidance without a CLIP": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip_guidance_scale", "3", "-o", tmp / "x.png"],
         ["--clip_guidance_scale 3.0 needs the noised CLIP: pass --clip", "--model_type clip"],

@@ -349,6 +349,16 @@ def _check_mask_survives_resizing(pipe, mask: PIL.Image.Image, path: Path) -> No
         )
 
 
+def _hub_id(name: str, not_found: str) -> str:
+    """`name`, which is not a local path, if it is a valid Hub repo id (from_pretrained downloads it or finds it
+    in the cache); else FileNotFoundError(`not_found` + " or a Hub repo id ...")."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FileNotFoundError(f"{not_found} or a Hub repo id such as owner/name)") from None
+    return name
+
+
 def _model_source(model: str | None, pipeline_class, command: str) -> str:
     """The folder or Hub id to load `pipeline_class` from, with clear errors for the wrong kind of model."""
     expected = pipeline_class.__name__
@@ -362,14 +372,9 @@ def _model_source(model: str | None, pipeline_class, command: str) -> str:
         )
     path = Path(model).expanduser()
     if not path.exists():
-        try:
-            validate_repo_id(model)
-        except HFValidationError:
-            raise FileNotFoundError(
-                f"model folder not found: {model} (expected {KIND_OF_CLASS[expected]} pipeline folder ({expected}) "
-                "or a Hub repo id such as owner/name)"
-            ) from None
-        return model  # a Hub repo id: from_pretrained downloads it (or finds it in the cache)
+        return _hub_id(
+            model, f"model folder not found: {model} (expected {KIND_OF_CLASS[expected]} pipeline folder ({expected})"
+        )
     index_file = path / "model_index.json"
     if not path.is_dir() or not index_file.is_file():
         raise CLIError(
@@ -393,14 +398,9 @@ def _clip_source(clip: str) -> str:
     """The noised-CLIP folder or Hub id, with a clear error for a folder of something else."""
     path = Path(clip).expanduser()
     if not path.exists():
-        try:
-            validate_repo_id(clip)
-        except HFValidationError:
-            raise FileNotFoundError(
-                f"CLIP folder not found: {clip} (expected a folder converted with `convert --model_type clip` or a "
-                "Hub repo id such as owner/name)"
-            ) from None
-        return clip
+        return _hub_id(
+            clip, f"CLIP folder not found: {clip} (expected a folder converted with `convert --model_type clip`"
+        )
     missing = [name for name in CLIP_COMPONENTS if not (path / name).is_dir()]
     if missing:
         raise CLIError(

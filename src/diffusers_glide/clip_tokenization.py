@@ -43,6 +43,8 @@ from tokenizers import Regex, pre_tokenizers
 from transformers import CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from .tokenization import prompt_list
+
 logger = logging.get_logger(__name__)
 
 CLIP_CONTEXT_LENGTH = 77
@@ -280,17 +282,7 @@ def tokenize_clip_prompts(
         ValueError: if ``prompts`` is empty, ``context_length`` is not an integer >= 3 or the tokenizer has no
             ``<|startoftext|>`` / ``<|endoftext|>`` token.
     """
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    elif isinstance(prompts, Sequence):
-        prompts = list(prompts)
-    else:
-        raise TypeError(f"`prompts` must be a string or a list of strings, got {type(prompts).__name__}.")
-    if not prompts:
-        raise ValueError("`prompts` is an empty list; pass at least one prompt (use '' for an empty prompt).")
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise TypeError(f"Every prompt must be a string, but prompt {i} is a {type(prompt).__name__}: {prompt!r}.")
+    prompts = prompt_list(prompts)
     if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 3:
         raise ValueError(
             f"`context_length` must be an integer >= 3 (start token, at least one prompt token, end token), "

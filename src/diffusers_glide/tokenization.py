@@ -175,6 +175,22 @@ def build_glide_tokenizer(vocab_dir: str | os.PathLike) -> PreTrainedTokenizerFa
     return _build_from_bpe_files(encoder_path, merges_path)
 
 
+def prompt_list(prompts: str | Sequence[str]) -> list[str]:
+    """`prompts` as a non-empty list of strings (one string becomes a list of one), else a clear error."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    elif isinstance(prompts, Sequence):
+        prompts = list(prompts)
+    else:
+        raise TypeError(f"`prompts` must be a string or a list of strings, got {type(prompts).__name__}.")
+    if not prompts:
+        raise ValueError("`prompts` is an empty list; pass at least one prompt (use '' for an empty prompt).")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"Every prompt must be a string, but prompt {i} is a {type(prompt).__name__}: {prompt!r}.")
+    return prompts
+
+
 def tokenize_prompts(
     tokenizer: PreTrainedTokenizerFast, prompts: str | Sequence[str], context_length: int
 ) -> tuple[torch.LongTensor, torch.BoolTensor]:
@@ -202,17 +218,7 @@ def tokenize_prompts(
         ValueError: if ``prompts`` is empty, ``context_length`` is not a positive integer or the tokenizer has
             no pad/eos token.
     """
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    elif isinstance(prompts, Sequence):
-        prompts = list(prompts)
-    else:
-        raise TypeError(f"`prompts` must be a string or a list of strings, got {type(prompts).__name__}.")
-    if not prompts:
-        raise ValueError("`prompts` is an empty list; pass at least one prompt (use '' for an empty prompt).")
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise TypeError(f"Every prompt must be a string, but prompt {i} is a {type(prompt).__name__}: {prompt!r}.")
+    prompts = prompt_list(prompts)
     if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1:
         raise ValueError(f"`context_length` must be a positive integer, got {context_length!r}.")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
