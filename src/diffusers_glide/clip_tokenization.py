@@ -43,7 +43,7 @@ from tokenizers import Regex, pre_tokenizers
 from transformers import CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .tokenization import prompt_list
+from .tokenization import encode_plain_text, prompt_list
 
 logger = logging.get_logger(__name__)
 
@@ -301,16 +301,8 @@ def tokenize_clip_prompts(
     # `str.lower` before the tokenizer: its Lowercase normalizer is then a no-op (see the module docstring).
     texts = [_clean(prompt, ftfy).lower() for prompt in prompts]
     split = [_split_at_special_words(text, specials) for text in texts]
-    encoded_segments = tokenizer(
-        [segment for segments, _ in split for segment in segments],
-        add_special_tokens=False,
-        padding=False,
-        truncation=False,
-        # the special literals were handled above; elsewhere they are text, as in the reference
-        split_special_tokens=True,
-        return_attention_mask=False,
-        verbose=False,
-    )["input_ids"]
+    # the special literals were handled above; elsewhere they are text, as in the reference
+    encoded_segments = encode_plain_text(tokenizer, [segment for segments, _ in split for segment in segments])
 
     max_tokens = context_length - 2
     ids = torch.full((len(prompts), context_length), CLIP_PAD_ID, dtype=torch.long)

@@ -191,6 +191,19 @@ def prompt_list(prompts: str | Sequence[str]) -> list[str]:
     return prompts
 
 
+def encode_plain_text(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, with no special token added and special-token literals read as plain text."""
+    return tokenizer(
+        texts,
+        add_special_tokens=False,
+        padding=False,
+        truncation=False,
+        split_special_tokens=True,
+        return_attention_mask=False,
+        verbose=False,
+    )["input_ids"]
+
+
 def tokenize_prompts(
     tokenizer: PreTrainedTokenizerFast, prompts: str | Sequence[str], context_length: int
 ) -> tuple[torch.LongTensor, torch.BoolTensor]:
@@ -225,15 +238,7 @@ def tokenize_prompts(
     if pad_id is None:
         raise ValueError("The tokenizer has neither a pad token nor an eos token to pad prompts with.")
 
-    encoded = tokenizer(
-        prompts,
-        add_special_tokens=False,
-        padding=False,
-        truncation=False,
-        split_special_tokens=True,
-        return_attention_mask=False,
-        verbose=False,
-    )["input_ids"]
+    encoded = encode_plain_text(tokenizer, prompts)
 
     ids = torch.full((len(prompts), context_length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), context_length), dtype=torch.bool)
