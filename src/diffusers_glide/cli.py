@@ -455,7 +455,7 @@ def run_generate(args) -> int:
         )
     pipe = _load(GlidePipeline, source, args, device)
     if clip_source is not None:
-        pipe.load_clip_guidance(clip_source, torch_dtype=DTYPES[args.dtype])
+        pipe.load_clip_guidance(clip_source, dtype=DTYPES[args.dtype])
     upsampler = None
     if upsampler_source is not None:
         upsampler = _load(GlideUpsamplePipeline, upsampler_source, args, device)

@@ -240,7 +240,7 @@ def test_pipeline_without_clip_loads_and_says_how_to_add_it(tmp_path):
 
 def test_load_clip_guidance_from_a_converted_folder(converted_clip_folder):
     pipe = GlidePipeline(**get_dummy_components())
-    pipe.load_clip_guidance(converted_clip_folder, torch_dtype=torch.bfloat16)
+    pipe.load_clip_guidance(converted_clip_folder, dtype=torch.bfloat16)
     assert pipe.has_clip_guidance and pipe.clip_image_encoder.dtype == torch.bfloat16
     assert pipe.clip_image_encoder.config.image_size == 32
     assert type(pipe.clip_tokenizer).__name__ == "CLIPTokenizer"

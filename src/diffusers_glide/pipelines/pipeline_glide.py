@@ -91,11 +91,11 @@ class GlidePipeline(GlideBasePipeline):
 
         Args:
             pretrained_model_name_or_path (`str` or `os.PathLike`): A local folder or a Hub repo id.
-            kwargs: Passed to each component's `from_pretrained` (e.g. `torch_dtype`, `cache_dir`, `token`,
-                `revision`, `local_files_only`); `torch_dtype` only applies to the two models.
+            kwargs: Passed to each component's `from_pretrained` (e.g. `dtype` / `torch_dtype`, `cache_dir`, `token`,
+                `revision`, `local_files_only`); the dtype only applies to the two models.
         """
         model_kwargs = dict(kwargs)
-        tokenizer_kwargs = {k: v for k, v in kwargs.items() if k != "torch_dtype"}
+        tokenizer_kwargs = {k: v for k, v in kwargs.items() if k not in ("dtype", "torch_dtype")}
         device = self.device
         components = {
             "clip_image_encoder": GlideCLIPImageEncoder.from_pretrained(
