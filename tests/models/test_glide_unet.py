@@ -186,3 +186,65 @@ def test_invalid_configs_raise():
         _tiny_unet(resnet_time_scale_shift="film")
     with pytest.raises(ValueError, match="exactly one of"):
         _tiny_unet(attention_head_dim=None)
+
+
+def test_text_key_values_are_projected_once_per_sampling_loop():
+    """Under no_grad the text projection is reused while the same, unmodified text tensor comes back."""
+    import pickle
+
+    torch.manual_seed(0)
+    unet = GlideUNet2DModel(
+        sample_size=8,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        attention_levels=(False, True),
+        attention_head_dim=16,
+        encoder_hid_dim=16,
+    ).eval()
+    calls = []
+    hooks = [
+        block.encoder_to_kv.register_forward_hook(lambda *args: calls.append(1))
+        for block in unet.modules()
+        if getattr(block, "encoder_to_kv", None) is not None
+    ]
+    layers = len([m for m in unet.modules() if getattr(m, "encoder_to_kv", None) is not None])
+    x, text = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        first = unet(x, 10, text).sample
+        again = [unet(x, t, text).sample for t in (10, 500, 999)]
+    assert len(calls) == layers  # three more steps, no new projection
+    assert torch.equal(again[0], first)
+    with torch.enable_grad():
+        expected = [unet(x, t, text).sample.detach() for t in (10, 500, 999)]  # no cache under autograd
+    assert len(calls) == 4 * layers
+    for cached, fresh in zip(again, expected, strict=True):
+        assert max_abs_diff(cached, fresh) <= 1e-6
+    with torch.no_grad():
+        text.mul_(2)  # modified in place: projected again
+        changed = unet(x, 10, text).sample
+        unet(x, 10, text.clone())  # another tensor: projected again
+    assert len(calls) == 6 * layers
+    assert max_abs_diff(changed, first) > 1e-3
+    with torch.no_grad():
+        unet(x, 10, text)  # back to `text`: projected again, then cached
+        unet.get_submodule("down_blocks.1.attentions.0").encoder_to_kv.weight.add_(1.0)  # new weights
+        unet(x, 10, text)
+    assert len(calls) == 7 * layers + 1  # only the layer whose weights changed
+    for hook in hooks:
+        hook.remove()
+    assert pickle.loads(pickle.dumps(unet)).config == unet.config  # the cache's weak reference is not pickled
+
+
+@pytest.mark.parametrize("model_type", ["base", "upsample-inpaint"])
+def test_channels_last_gives_the_reference_output(converted_folders, model_type):
+    """`unet.to(memory_format=torch.channels_last)` (faster convolutions on CPU) computes the same thing."""
+    unet, text_encoder = _load(converted_folders[model_type])
+    unet.to(memory_format=torch.channels_last)
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    ref, _ = load_reference(f"{model_type}.forward")
+    with torch.no_grad():
+        states = text_encoder(ref["tokens"], attention_mask=ref["mask"]).last_hidden_state
+        sample = ref["x"].to(memory_format=torch.channels_last)
+        out = unet(sample, ref["timesteps"], states, **_conditioning(ref)).sample
+    diff = max_abs_diff(out, ref["out"])
+    assert diff <= 1e-4, f"{model_type} channels-last: max abs diff {diff}"

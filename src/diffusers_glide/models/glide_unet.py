@@ -12,6 +12,8 @@ The variants differ only in what is concatenated to the noisy sample before the 
 - upsample-inpaint (both): `sample ++ inpaint_image * inpaint_mask ++ inpaint_mask ++ bilinear_upsample(low_res)`
 """
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from diffusers import ModelMixin
@@ -55,6 +57,10 @@ class GlideAttentionBlock(nn.Module):
 
     Every image position attends over `[text positions..., image positions...]` (no mask), through one
     fused `scaled_dot_product_attention` call.
+
+    The text keys/values do not change between denoising steps: outside autograd (and outside torch.compile
+    tracing) the projection is kept and reused while the very same, unmodified text tensor comes back with
+    unmodified weights, so a sampling loop projects the text once.
     """
 
     def __init__(
@@ -66,6 +72,23 @@ class GlideAttentionBlock(nn.Module):
         self.to_qkv = nn.Linear(channels, 3 * channels)
         self.encoder_to_kv = nn.Linear(encoder_hid_dim, 2 * channels) if encoder_hid_dim else None
         self.to_out = nn.Linear(channels, channels)
+        self._text_key_value_cache = None
+
+    def __getstate__(self):  # the cache holds a weak reference, which cannot be pickled
+        return {**self.__dict__, "_text_key_value_cache": None}
+
+    def _text_key_value(self, encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._split_heads(self.encoder_to_kv(encoder_hidden_states), 2)
+        projection = self.encoder_to_kv
+        versions = (encoder_hidden_states._version, projection.weight._version, projection.bias._version)
+        identity = (projection.weight.data_ptr(), projection.weight.dtype, projection.weight.device)
+        cached = self._text_key_value_cache
+        if cached is not None and cached[0]() is encoder_hidden_states and cached[1] == (versions, identity):
+            return cached[2]
+        key_value = self._split_heads(projection(encoder_hidden_states), 2)
+        self._text_key_value_cache = (weakref.ref(encoder_hidden_states), (versions, identity), key_value)
+        return key_value
 
     def _split_heads(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         # [B, L, parts*C] -> parts x [B, heads, L, head_dim]
@@ -78,7 +101,7 @@ class GlideAttentionBlock(nn.Module):
         tokens = self.norm(hidden_states).flatten(2).transpose(1, 2)
         query, key, value = self._split_heads(self.to_qkv(tokens), 3)
         if self.encoder_to_kv is not None:
-            text_key, text_value = self._split_heads(self.encoder_to_kv(encoder_hidden_states), 2)
+            text_key, text_value = self._text_key_value(encoder_hidden_states)
             key = torch.cat([text_key, key], dim=2)
             value = torch.cat([text_value, value], dim=2)
         attended = F.scaled_dot_product_attention(query, key, value)
