@@ -300,3 +300,37 @@ def test_bad_inputs(pipe):
     )
     with pytest.raises(ValueError, match="needs a base text-to-image UNet, got an upsampling UNet"):
         GlidePipeline(**components)
+
+
+def test_fast_solvers_from_the_glide_config_clip_x0_like_glide():
+    """DPM-Solver++ / UniPC built with `from_config(glide_scheduler.config)` clip x0 to [-1, 1] (dynamic
+    thresholding with sample_max_value 1), so first-order DPM-Solver++ is GLIDE's DDIM on the same timesteps; the
+    second-order solvers stay close to it. Without the clipping they diverge on GLIDE (see benchmarks/README.md)."""
+    from diffusers import UniPCMultistepScheduler
+
+    from diffusers_glide.embedded import embedded_model_path
+
+    pipe = GlidePipeline.from_pretrained(embedded_model_path())
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.scheduler.config
+    prompts = ["a red circle on a blue background", "a white triangle on a green background"]
+
+    def run(scheduler, **kwargs):
+        pipe.scheduler = scheduler
+        generator = torch.Generator().manual_seed(0)
+        return pipe(prompts, guidance_scale=3.0, generator=generator, output_type="pt", **kwargs).images
+
+    first_order = DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=1)
+    assert first_order.config.thresholding and first_order.config.sample_max_value == 1.0
+    dpm_images = run(first_order, num_inference_steps=15)
+    glide_ddim = GlideScheduler.from_config(config, sampler="ddim")
+    ddim_images = run(glide_ddim, timesteps=first_order.timesteps.tolist())
+    assert max_abs_diff(dpm_images, ddim_images) <= 1e-4
+
+    for scheduler in (
+        DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2),
+        UniPCMultistepScheduler.from_config(config),
+    ):
+        assert scheduler.config.thresholding
+        images = run(scheduler, num_inference_steps=15)
+        assert (images - ddim_images).abs().mean() <= 0.02, type(scheduler).__name__

@@ -101,9 +101,15 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
             `"ddpm"` for GLIDE's ancestral `p_sample` steps, `"ddim"` for its `ddim_sample` steps.
         eta (`float`, defaults to 0.0):
             DDIM noise scale in `[0, 1]` (0 is deterministic DDIM). Only used by the `"ddim"` sampler.
+        thresholding (`bool`, defaults to `True`), sample_max_value (`float`, defaults to 1.0),
+        dynamic_thresholding_ratio (`float`, defaults to 0.995):
+            Not used by this scheduler (it clips with `clip_sample`); they are here for the diffusers schedulers
+            built with `from_config(glide_scheduler.config)`. DPM-Solver and UniPC ignore `clip_sample` and clip x0
+            only through dynamic thresholding, which with `sample_max_value=1.0` is exactly GLIDE's clipping to
+            [-1, 1]. Without it their few-step samples of GLIDE diverge (see `benchmarks/README.md`).
     """
 
-    _compatibles = ["DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler"]
+    _compatibles = ["DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"]
     order = 1
 
     @register_to_config
@@ -120,6 +126,9 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         timestep_respacing: str = "100",
         sampler: str = "ddpm",
         eta: float = 0.0,
+        thresholding: bool = True,
+        sample_max_value: float = 1.0,
+        dynamic_thresholding_ratio: float = 0.995,
     ):
         if (
             isinstance(num_train_timesteps, bool)
@@ -151,6 +160,11 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`clip_sample` must be True or False, got {clip_sample!r}.")
         if not clip_sample_range > 0:
             raise ValueError(f"`clip_sample_range` must be positive, got {clip_sample_range!r}.")
+        if thresholding and sample_max_value != 1.0:
+            raise ValueError(
+                f"`sample_max_value` must be 1.0 with `thresholding=True` (dynamic thresholding then clips x0 to "
+                f"[-1, 1] as GLIDE does), got {sample_max_value!r}."
+            )
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}.")
         self._check_eta(eta, "eta")
