@@ -334,3 +334,11 @@ def test_fast_solvers_from_the_glide_config_clip_x0_like_glide():
         assert scheduler.config.thresholding
         images = run(scheduler, num_inference_steps=15)
         assert (images - ddim_images).abs().mean() <= 0.02, type(scheduler).__name__
+
+
+def test_torch_compile_is_a_working_opt_in(pipe):
+    """`pipe.unet = torch.compile(pipe.unet)` samples the same images (the text key/value cache steps aside
+    while compiling)."""
+    expected = pipe(**get_dummy_inputs(output_type="pt")).images
+    pipe.unet = torch.compile(pipe.unet)
+    np.testing.assert_allclose(pipe(**get_dummy_inputs(output_type="pt")).images, expected, atol=1e-5)
