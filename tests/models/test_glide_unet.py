@@ -192,15 +192,7 @@ def test_text_key_values_are_projected_once_per_sampling_loop():
     """Under no_grad the text projection is reused while the same, unmodified text tensor comes back."""
     import pickle
 
-    torch.manual_seed(0)
-    unet = GlideUNet2DModel(
-        sample_size=8,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=16,
-    ).eval()
+    unet = _tiny_unet(sample_size=8, encoder_hid_dim=16).eval()
     calls = []
     hooks = [
         block.encoder_to_kv.register_forward_hook(lambda *args: calls.append(1))
