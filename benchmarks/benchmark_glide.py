@@ -34,7 +34,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STAGE_MODEL_TYPE = {"base": "base", "upsample": "upsample"}
+STAGES = ("base", "upsample")  # also the converter model types of their configs
 
 
 def default_vocab_dir() -> Path:
@@ -80,7 +80,7 @@ def _random_init_(model: torch.nn.Module) -> None:
             if param.ndim == 1:
                 param.fill_(1.0 if "norm" in name and name.endswith("weight") else 0.0)
             else:
-                fan_in = param[0].numel() if param.ndim > 1 else 1
+                fan_in = param[0].numel()
                 values = torch.randn(param.shape, generator=generator) / fan_in**0.5
                 param.copy_(values.to(param.dtype))
 
@@ -98,8 +98,7 @@ def write_random_pipeline(stage: str, dtype_name: str, folder: Path, vocab_dir: 
     )
     from diffusers_glide.conversion.options import configs_from_options, default_options
 
-    model_type = STAGE_MODEL_TYPE[stage]
-    configs = configs_from_options(model_type, default_options(model_type))
+    configs = configs_from_options(stage, default_options(stage))
     models = []
     for model_class, config in ((GlideUNet2DModel, configs.unet), (GlideTextEncoder, configs.text_encoder)):
         with init_empty_weights():
@@ -292,7 +291,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stages", nargs="+", default=["base", "upsample"], choices=list(STAGE_MODEL_TYPE))
+    parser.add_argument("--stages", nargs="+", default=["base", "upsample"], choices=STAGES)
     parser.add_argument(
         "--dtypes", nargs="+", default=None, choices=list(DTYPES), help="default: fp32 + bf16 (+ fp16 on GPU)"
     )

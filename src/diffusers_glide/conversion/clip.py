@@ -26,6 +26,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..clip_tokenization import build_clip_tokenizer
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
+from .convert import load_openai_checkpoint
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys
 
 CLIP_MODEL_TYPE = "clip"
@@ -201,8 +202,6 @@ def convert_clip_state_dicts(
 
 def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None = None) -> ConvertedCLIP:
     """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer."""
-    from .convert import load_openai_checkpoint  # convert.py imports this module
-
     paths = [str(path) for path in checkpoint_paths]
     image_sd, text_sd = identify_clip_state_dicts([load_openai_checkpoint(path) for path in paths], paths)
     image_encoder, text_encoder = convert_clip_state_dicts(image_sd, text_sd, options)

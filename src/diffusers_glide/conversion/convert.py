@@ -15,12 +15,15 @@ The folder is assembled in a temporary directory next to `dump_path` and moved i
 everything succeeded, so a failed conversion never leaves a half-written folder behind.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import diffusers
 import torch
@@ -30,9 +33,11 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
-from .clip import ConvertedCLIP
 from .options import PIPELINE_CLASS, configs_from_options, resolve_options
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys, split_openai_state_dict
+
+if TYPE_CHECKING:
+    from .clip import ConvertedCLIP
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -94,15 +94,14 @@ class GlidePipeline(GlideBasePipeline):
             kwargs: Passed to each component's `from_pretrained` (e.g. `dtype` / `torch_dtype`, `cache_dir`, `token`,
                 `revision`, `local_files_only`); the dtype only applies to the two models.
         """
-        model_kwargs = dict(kwargs)
         tokenizer_kwargs = {k: v for k, v in kwargs.items() if k not in ("dtype", "torch_dtype")}
         device = self.device
         components = {
             "clip_image_encoder": GlideCLIPImageEncoder.from_pretrained(
-                pretrained_model_name_or_path, subfolder="clip_image_encoder", **model_kwargs
+                pretrained_model_name_or_path, subfolder="clip_image_encoder", **kwargs
             ).to(device),
             "clip_text_encoder": GlideCLIPTextEncoder.from_pretrained(
-                pretrained_model_name_or_path, subfolder="clip_text_encoder", **model_kwargs
+                pretrained_model_name_or_path, subfolder="clip_text_encoder", **kwargs
             ).to(device),
             "clip_tokenizer": CLIPTokenizer.from_pretrained(
                 pretrained_model_name_or_path, subfolder="clip_tokenizer", **tokenizer_kwargs
