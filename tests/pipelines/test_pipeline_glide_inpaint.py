@@ -182,8 +182,8 @@ def test_batch_with_generator_list_matches_single_runs(pipe):
         output_type="np",
     ).images
     assert batched.shape == (2, SIZE, SIZE, 3)
-    np.testing.assert_allclose(batched[0], singles[0], atol=1e-5)
-    np.testing.assert_allclose(batched[1], singles[1], atol=1e-5)
+    np.testing.assert_allclose(batched[0], singles[0], atol=1e-4)
+    np.testing.assert_allclose(batched[1], singles[1], atol=1e-4)
 
 
 def test_num_images_per_prompt_and_broadcasting(pipe):
