@@ -311,8 +311,13 @@ def test_non_string_prompt_raises(tokenizer, prompts):
         tokenize_clip_prompts(tokenizer, prompts)
 
 
+def test_lone_surrogate_raises(tokenizer):
+    with pytest.raises(ValueError, match=r"`prompts\[1\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"):
+        tokenize_clip_prompts(tokenizer, ["a cat", "a \udcff dog"])
+
+
 def test_non_string_prompt_message_names_the_prompt(tokenizer):
-    with pytest.raises(TypeError, match=r"prompt 1 is a int: 3"):
+    with pytest.raises(TypeError, match=r"`prompts\[1\]` is a int: 3"):
         tokenize_clip_prompts(tokenizer, ["a cat", 3])
     with pytest.raises(TypeError, match="`text` must be a string"):
         clean_clip_prompt(None)

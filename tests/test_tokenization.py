@@ -133,8 +133,25 @@ def test_truncation_warns(tokenizer, caplog):
     message = records[0].getMessage()
     assert f"{case['gpt2_num_ids'] - CONTEXT} tokens were truncated" in message
     assert "Prompt 1" in message
-    # The removed text is the end of the (lower-cased) prompt.
-    assert case["gpt2_decoded"][-30:] in message
+    # The warning shows the start of the removed text (the end of the lower-cased prompt), at most 60 characters.
+    removed = tokenizer.decode(case["gpt2_ids"][CONTEXT:])
+    assert case["gpt2_decoded"].endswith(removed)
+    shown = removed if len(removed) <= 60 else f"{removed[:60]}... ({len(removed)} characters)"
+    assert f"starting with {shown!r}" in message
+
+
+def test_truncation_warning_of_a_huge_prompt_stays_short(tokenizer, caplog):
+    with caplog.at_level(logging.WARNING, logger=TOKENIZER_LOGGER):
+        tokenize_prompts(tokenizer, "a cat " * 2000, CONTEXT)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == TOKENIZER_LOGGER]
+    assert len(message) < 300
+    assert "starting with ' a cat a cat a cat" in message
+    assert "... (" in message and " characters)" in message
+
+
+def test_lone_surrogate_raises(tokenizer):
+    with pytest.raises(ValueError, match=r"`prompts\[0\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"):
+        tokenize_prompts(tokenizer, "a \udcff dog", CONTEXT)
 
 
 def test_no_warning_without_truncation(tokenizer, caplog):

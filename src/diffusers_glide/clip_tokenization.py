@@ -43,7 +43,7 @@ from tokenizers import Regex, pre_tokenizers
 from transformers import CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .tokenization import encode_plain_text, prompt_list
+from .tokenization import encode_plain_text, prompt_list, warn_truncated
 
 logger = logging.get_logger(__name__)
 
@@ -317,11 +317,7 @@ def tokenize_clip_prompts(
         position += len(segments)
         if len(tokens) > max_tokens:
             removed = tokenizer.decode(tokens[max_tokens:])
-            logger.warning(
-                f"Prompt {i} is {len(tokens)} tokens long but the CLIP text context holds {max_tokens} (plus the "
-                f"start and end tokens): the last {len(tokens) - max_tokens} tokens were truncated. "
-                f"Removed text: {removed!r}"
-            )
+            warn_truncated(logger, i, len(tokens), max_tokens, removed, "the CLIP text context (besides its start and end tokens)")
             tokens = tokens[:max_tokens]
         row = [specials[START_OF_TEXT], *tokens, specials[END_OF_TEXT]]
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)

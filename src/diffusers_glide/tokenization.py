@@ -175,20 +175,40 @@ def build_glide_tokenizer(vocab_dir: str | os.PathLike) -> PreTrainedTokenizerFa
     return _build_from_bpe_files(encoder_path, merges_path)
 
 
-def prompt_list(prompts: str | Sequence[str]) -> list[str]:
-    """`prompts` as a non-empty list of strings (one string becomes a list of one), else a clear error."""
+def prompt_list(prompts: str | Sequence[str], name: str = "prompts") -> list[str]:
+    """`prompts` as a non-empty list of strings (one string becomes a list of one), else a clear error naming `name`.
+
+    Prompts must be encodable as UTF-8: a lone surrogate (e.g. from undecodable bytes in a command line) is refused.
+    """
     if isinstance(prompts, str):
         prompts = [prompts]
     elif isinstance(prompts, Sequence):
         prompts = list(prompts)
     else:
-        raise TypeError(f"`prompts` must be a string or a list of strings, got {type(prompts).__name__}.")
+        raise TypeError(f"`{name}` must be a string or a list of strings, got {type(prompts).__name__}.")
     if not prompts:
-        raise ValueError("`prompts` is an empty list; pass at least one prompt (use '' for an empty prompt).")
+        raise ValueError(f"`{name}` is an empty list; pass at least one prompt (use '' for an empty prompt).")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise TypeError(f"Every prompt must be a string, but prompt {i} is a {type(prompt).__name__}: {prompt!r}.")
+            raise TypeError(f"Every prompt must be a string, but `{name}[{i}]` is a {type(prompt).__name__}: {prompt!r}.")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"`{name}[{i}]` is not valid text: {error.object[error.start]!r} at position {error.start} is a lone "
+                "surrogate (often undecodable bytes in a file name or command line); remove it or decode the text "
+                "with the right encoding."
+            ) from None
     return prompts
+
+
+def warn_truncated(log, index: int, num_tokens: int, kept: int, removed_text: str, context: str) -> None:
+    """Log that prompt `index` lost its last `num_tokens - kept` tokens, showing the start of the removed text."""
+    shown = removed_text if len(removed_text) <= 60 else f"{removed_text[:60]}... ({len(removed_text)} characters)"
+    log.warning(
+        f"Prompt {index} is {num_tokens} tokens long but {context} holds {kept}: the last {num_tokens - kept} "
+        f"tokens were truncated, starting with {shown!r}."
+    )
 
 
 def encode_plain_text(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[list[int]]:
@@ -253,10 +273,7 @@ def tokenize_prompts(
             )
         if len(tokens) > context_length:
             removed = tokenizer.decode(tokens[context_length:], clean_up_tokenization_spaces=False)
-            logger.warning(
-                f"Prompt {i} is {len(tokens)} tokens long but the text context holds {context_length}: "
-                f"the last {len(tokens) - context_length} tokens were truncated. Removed text: {removed!r}"
-            )
+            warn_truncated(logger, i, len(tokens), context_length, removed, "the text context")
             tokens = tokens[:context_length]
         ids[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         mask[i, : len(tokens)] = True
