@@ -1,14 +1,17 @@
 """Convert an OpenAI GLIDE checkpoint into a diffusers-glide pipeline folder.
 
-A thin wrapper around `diffusers_glide.conversion.cli` (also installed as `diffusers-glide convert`); run with
+Exactly `diffusers-glide convert ...` (same flags, same one-line `error: ...` and exit code 2 on bad input); run with
 `--help` for the flags and examples.
 """
 
 import sys
 
-from diffusers_glide.conversion.cli import build_parser, main, parse_args
+from diffusers_glide.cli import main as cli_main
 
-__all__ = ["build_parser", "main", "parse_args"]
+
+def main(argv=None) -> int:
+    return cli_main(["convert", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,7 @@ from conftest import (
 )
 from safetensors import safe_open
 
+import diffusers_glide
 from diffusers_glide import GlideScheduler, GlideTextEncoder, GlideUNet2DModel
 from diffusers_glide.conversion import (
     CheckpointMismatchError,
@@ -67,7 +68,11 @@ def test_converted_folder_layout(converted_folders, model_type):
     assert scheduler.config.beta_schedule == schedule
     card = (folder / "README.md").read_text()
     assert "license: mit" in card and "library_name: diffusers" in card and EXPECTED_PIPELINE[model_type] in card
-    assert not [p for p in folder.parent.iterdir() if p.name.endswith(".partial")]
+    assert not [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+    # written by the pipeline's own save_pretrained, and loaded back by its class
+    pipeline = getattr(diffusers_glide, EXPECTED_PIPELINE[model_type]).from_pretrained(folder)
+    assert type(pipeline).__name__ == EXPECTED_PIPELINE[model_type]
+    assert pipeline.scheduler.config.timestep_respacing == respacing and pipeline.tokenizer is not None
 
 
 def test_cli_converts_with_options_and_float16(tmp_path):
@@ -228,16 +233,22 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_output_needs_overwrite(tmp_path):
+def test_existing_output_needs_overwrite_and_only_replaces_an_earlier_output(tmp_path):
     converted = convert_glide_checkpoint(REFERENCE_DIR / "base.pt", "base", TOKENIZERS_DIR, reference_options("base"))
     target = tmp_path / "out"
     target.mkdir()
     (target / "old.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="already exists and is not empty; pass overwrite=True"):
         write_pipeline_folder(converted, target)
+    with pytest.raises(FileExistsError, match=r"Refusing to replace .*out: it is not empty and not a GLIDE pipeline"):
+        write_pipeline_folder(converted, target, overwrite=True)
     assert (target / "old.txt").read_text() == "keep me"
+    (target / "old.txt").unlink()
+    write_pipeline_folder(converted, target)  # an empty folder is always written
+    (target / "notes.txt").write_text("mine")  # an earlier output, with a file of the user's in it
     write_pipeline_folder(converted, target, overwrite=True)
-    assert not (target / "old.txt").exists() and (target / "model_index.json").is_file()
+    assert not (target / "notes.txt").exists() and (target / "model_index.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     with pytest.raises(ValueError, match="dtype must be one of"):
         write_pipeline_folder(converted, tmp_path / "other", dtype="int8")
 

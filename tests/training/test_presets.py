@@ -1,19 +1,10 @@
 import pytest
 import torch
+from conftest import tiny_unet
 
-from diffusers_glide import GlideUNet2DModel
 from diffusers_glide.training.presets import PRESETS, adapt_unet_to_variant, build_models_from_preset
 
-TINY_UNET = dict(
-    sample_size=8,
-    block_out_channels=(16, 32),
-    layers_per_block=1,
-    attention_levels=(False, True),
-    attention_head_dim=16,
-    encoder_hid_dim=8,
-    norm_num_groups=8,
-    dropout=0.0,
-)
+TINY_UNET = {"block_out_channels": (16, 32), "encoder_hid_dim": 8, "norm_num_groups": 8}
 
 
 def _outputs(unet, generator_seed=0, **extra):
@@ -26,8 +17,7 @@ def _outputs(unet, generator_seed=0, **extra):
 
 @pytest.mark.parametrize("model_type", ["base-inpaint", "upsample", "upsample-inpaint"])
 def test_adapted_base_unet_computes_what_the_base_did(model_type):
-    torch.manual_seed(0)
-    base = GlideUNet2DModel(**TINY_UNET).eval()
+    base = tiny_unet(**TINY_UNET)
     adapted = adapt_unet_to_variant(base, model_type).eval()
     assert adapted.config.inpainting == model_type.endswith("inpaint")
     assert adapted.config.super_resolution == model_type.startswith("upsample")
@@ -42,8 +32,7 @@ def test_adapted_base_unet_computes_what_the_base_did(model_type):
 
 
 def test_adapting_keeps_existing_inputs_and_refuses_to_drop_them():
-    torch.manual_seed(0)
-    inpaint = GlideUNet2DModel(**TINY_UNET, inpainting=True)
+    inpaint = tiny_unet(**TINY_UNET, inpainting=True)
     both = adapt_unet_to_variant(inpaint, "upsample-inpaint")
     torch.testing.assert_close(both.conv_in.weight[:, :7], inpaint.conv_in.weight)
     assert both.conv_in.weight[:, 7:].abs().max() == 0

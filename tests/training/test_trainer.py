@@ -1,6 +1,9 @@
 """Smoke tests of the training loop on tiny models and a handful of generated images."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,7 +12,7 @@ from safetensors.torch import load_file
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.training import GlideTrainer, parse_training_args, train
-from diffusers_glide.training.trainer import list_checkpoints
+from diffusers_glide.training.trainer import STATE_FILE, _resolve_resume_path, list_checkpoints
 
 TINY = [
     "--shapes",
@@ -89,7 +92,9 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 def test_saved_pipeline_loads_and_samples(tmp_path):
     folder = train(_args(tmp_path, "--max_train_steps", "2", "--sample_steps", "1", "--sample_respacing", "2"))
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000001.png", "step-0000002.png"]
-    assert "--max_train_steps" not in (folder / "README.md").read_text()  # no command given -> none recorded
+    readme = (folder / "README.md").read_text()
+    assert "--max_train_steps" not in readme  # no command given -> none recorded
+    assert "pipeline_tag: text-to-image" in readme and 'GlidePipeline.from_pretrained("path/to/this/folder")' in readme
     pipe = GlidePipeline.from_pretrained(folder)
     image = pipe("a red circle on a blue background", num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 16, 16, 3) and 0 <= image.min() and image.max() <= 1
@@ -213,3 +218,70 @@ def test_trains_on_a_caption_folder_and_on_a_datasets_imagefolder(tmp_path, sour
     assert {"a", "red", "blue", "green", "white", "picture"} <= set(pipe.tokenizer.get_vocab())
     image = pipe("a red picture", num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 16, 16, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output folders: nothing lost, nothing half-written
+
+
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+
+
+def test_a_pipeline_folder_that_cannot_be_replaced_fails_before_training(tmp_path):
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"Refusing to replace .*pipeline: it is not empty and not a GLIDE"):
+        GlideTrainer(_args(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["pipeline"]  # nothing trained, nothing written
+    # fine-tuning the pipeline that the run would replace at its end
+    args = _args(tmp_path / "run", "--pretrained_model", str(tmp_path / "run" / "pipeline"))
+    with pytest.raises(ValueError, match=r"Refusing to write the output folder .*run/pipeline: it is the input"):
+        GlideTrainer(args)
+
+
+def test_unfinished_checkpoints_are_never_resumed(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for name, step in [("checkpoint-2", 2), ("checkpoint-4", None), (f".checkpoint-6.staging-{_dead_pid()}-0a1b", 6)]:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "model.safetensors").write_bytes(b"")
+        if step is not None:
+            (folder / name / STATE_FILE).write_text(json.dumps({"global_step": step}))
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    args = _args(tmp_path, "--resume_from_checkpoint", "latest")
+    assert _resolve_resume_path(args) == folder / "checkpoint-2"
+
+
+def test_a_failed_checkpoint_save_leaves_no_checkpoint(tmp_path, monkeypatch):
+    trainer = GlideTrainer(_args(tmp_path))
+    trainer._prepare()
+    save_state = trainer.accelerator.save_state
+
+    def save_half_then_fail(path):
+        (tmp_path / "staging-seen").write_text(path)
+        save_state(path)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer.accelerator, "save_state", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint()
+    assert ".checkpoint-0.staging-" in (tmp_path / "staging-seen").read_text()
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+    monkeypatch.setattr(trainer.accelerator, "save_state", save_state)
+    trainer.save_checkpoint()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["checkpoint-0"]
+    assert json.loads((tmp_path / "checkpoints" / "checkpoint-0" / STATE_FILE).read_text()) == {"global_step": 0}
+
+
+def test_training_cleans_up_after_killed_runs(tmp_path):
+    earlier = train(_args(tmp_path / "earlier", "--max_train_steps", "1"))
+    out = tmp_path / "out"
+    dead = _dead_pid()
+    # a run killed while replacing its pipeline (moved aside) and one killed while saving a checkpoint
+    out.mkdir()
+    shutil.copytree(earlier, out / f".pipeline.old-{dead}-0a1b2c3d")
+    (out / "checkpoints" / f".checkpoint-2.staging-{dead}-0a1b2c3d").mkdir(parents=True)
+    folder = train(_args(out, "--max_train_steps", "1"))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "pipeline", "training_args.json"]
+    assert list((out / "checkpoints").iterdir()) == []
+    assert GlidePipeline.from_pretrained(folder).unet.config.sample_size == 16

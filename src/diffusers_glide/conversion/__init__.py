@@ -1,5 +1,6 @@
 """Conversion of OpenAI's released GLIDE checkpoints into diffusers-glide pipeline folders."""
 
+from ..variants import MODEL_TYPES
 from .clip import CLIP_MODEL_TYPE, ConvertedCLIP, convert_clip_checkpoints, convert_clip_state_dicts
 from .convert import (
     ConvertedGlide,
@@ -10,7 +11,7 @@ from .convert import (
     push_folder_to_hub,
     write_pipeline_folder,
 )
-from .options import MODEL_TYPES, configs_from_options, default_options, resolve_options
+from .options import configs_from_options, default_options, resolve_options
 from .state_dict import CheckpointMismatchError
 
 __all__ = [

@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from pathlib import Path
 
+from ..output_folders import OutputFolder
+from ..variants import MODEL_TYPES
 from .clip import CLIP_MODEL_TYPE, convert_clip_checkpoints
 from .convert import DTYPES, convert_glide_checkpoint, push_folder_to_hub, write_pipeline_folder
-from .options import MODEL_TYPES
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -51,7 +53,12 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     )
     parser.add_argument("--dump_path", help="output folder (required unless --push_to_hub)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --dump_path")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier output in --dump_path (a GLIDE pipeline or noised-CLIP folder); no other non-empty "
+        "folder, nor one that holds the inputs, is ever replaced",
+    )
     parser.add_argument("--push_to_hub", action="store_true", help="upload the folder to the Hub as --repo_id")
     parser.add_argument("--repo_id", help="Hub repository, e.g. your-name/glide-base")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
@@ -74,24 +81,32 @@ def check_convert_arguments(parser: argparse.ArgumentParser, args: argparse.Name
     return args
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    return add_convert_arguments(parser)
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = build_parser()
-    return check_convert_arguments(parser, parser.parse_args(argv))
+def read_options_json(path: str) -> dict:
+    """The `--options_json` file as a dict, with errors that name the file and what is wrong with it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--options_json file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"Cannot read --options_json {path}: {error}") from error
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--options_json {path} is not valid JSON: {error}") from None
+    if not isinstance(options, dict):
+        raise ValueError(
+            f"--options_json {path} must hold a JSON object of option names and values, got a JSON "
+            f"{type(options).__name__}."
+        )
+    return options
 
 
 def run_conversion(args: argparse.Namespace) -> int:
     """Convert (and optionally upload) as `args` says; returns the exit code (0)."""
-    options = None
-    if args.options_json:
-        with open(args.options_json) as f:
-            options = json.load(f)
+    inputs = [*args.checkpoint_path, args.options_json, args.vocab_dir]
+    if args.dump_path:  # fail before a conversion that may take minutes
+        OutputFolder(args.dump_path, overwrite=args.overwrite, inputs=inputs).check()
+    options = read_options_json(args.options_json) if args.options_json else None
     if args.model_type == CLIP_MODEL_TYPE:
         converted = convert_clip_checkpoints(args.checkpoint_path, args.vocab_dir, options)
     else:
@@ -99,7 +114,7 @@ def run_conversion(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         dump_path = args.dump_path or f"{scratch}/glide-{args.model_type}"
-        folder = write_pipeline_folder(converted, dump_path, args.dtype, args.overwrite, args.repo_id)
+        folder = write_pipeline_folder(converted, dump_path, args.dtype, args.overwrite, args.repo_id, inputs)
         counts = " + ".join(f"{name} {count:,}" for name, count in converted.parameter_counts().items())
         print(
             f"Converted {' + '.join(args.checkpoint_path)} ({args.model_type}): {counts} parameters, {args.dtype} -> "
@@ -109,7 +124,3 @@ def run_conversion(args: argparse.Namespace) -> int:
             push_folder_to_hub(folder, args.repo_id, private=args.private)
             print(f"Uploaded to https://huggingface.co/{args.repo_id}")
     return 0
-
-
-def main(argv=None) -> int:
-    return run_conversion(parse_args(argv))

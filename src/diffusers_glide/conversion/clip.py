@@ -22,11 +22,14 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import ModelCard
 
 from ..clip_tokenization import build_clip_tokenizer
+from ..model_cards import build_model_card
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
+from ..schedulers.respacing import BETA_SCHEDULES
 from .convert import load_openai_checkpoint
+from .option_checks import POSITIVE_INT, POSITIVE_NUMBER, check_known, check_options, one_of, option_error
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys
 
 CLIP_MODEL_TYPE = "clip"
@@ -47,6 +50,11 @@ CLIP_DEFAULTS = {
     "n_head_state_image": 64,
     "n_head_image": 12,
     "n_xf_blocks_image": 12,
+}
+_WHAT = "noised-CLIP"
+_RULES = {name: POSITIVE_INT for name in CLIP_DEFAULTS} | {
+    "logit_scale": POSITIVE_NUMBER,
+    "beta_schedule": one_of(BETA_SCHEDULES),
 }
 
 # Which file is which: the image tower has the timestep table, the text tower the token table.
@@ -106,34 +114,36 @@ class ConvertedCLIP:
 
 
 def resolve_clip_options(overrides: dict | None = None) -> dict:
-    """The released CLIP config updated with `overrides` (config.yaml keys); unknown keys are errors."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(CLIP_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown noised-CLIP option(s) {unknown}; known options are {sorted(CLIP_DEFAULTS)}.")
-    return {**CLIP_DEFAULTS, **overrides}
+    """The released CLIP config updated with `overrides` (config.yaml keys); unknown keys and bad values are errors."""
+    options = {**CLIP_DEFAULTS, **check_known(overrides, CLIP_DEFAULTS, _WHAT)}
+    check_options(options, _RULES, _WHAT)
+    if options["image_size"] % options["patch_size"]:
+        raise option_error(
+            _WHAT, "patch_size", options["patch_size"], f"a divisor of image_size ({options['image_size']})"
+        )
+    return options
 
 
 def clip_configs_from_options(options: dict) -> tuple[dict, dict]:
-    """`(image_encoder_config, text_encoder_config)` from resolved config.yaml options."""
+    """`(image_encoder_config, text_encoder_config)` from resolved (checked) config.yaml options."""
+
+    def transformer(tower: str) -> dict:  # the keys of one tower end in _image / _text
+        heads = options[f"n_head_{tower}"]
+        return {
+            "hidden_size": heads * options[f"n_head_state_{tower}"],
+            "num_hidden_layers": options[f"n_xf_blocks_{tower}"],
+            "num_attention_heads": heads,
+            "projection_dim": options["n_embd"],
+        }
+
     image = {
-        "image_size": int(options["image_size"]),
-        "patch_size": int(options["patch_size"]),
-        "hidden_size": int(options["n_head_image"]) * int(options["n_head_state_image"]),
-        "num_hidden_layers": int(options["n_xf_blocks_image"]),
-        "num_attention_heads": int(options["n_head_image"]),
-        "projection_dim": int(options["n_embd"]),
-        "num_train_timesteps": int(options["n_timesteps"]),
+        "image_size": options["image_size"],
+        "patch_size": options["patch_size"],
+        **transformer("image"),
+        "num_train_timesteps": options["n_timesteps"],
         "logit_scale": float(options["logit_scale"]),
     }
-    text = {
-        "vocab_size": int(options["n_vocab"]),
-        "context_length": int(options["max_text_len"]),
-        "hidden_size": int(options["n_head_text"]) * int(options["n_head_state_text"]),
-        "num_hidden_layers": int(options["n_xf_blocks_text"]),
-        "num_attention_heads": int(options["n_head_text"]),
-        "projection_dim": int(options["n_embd"]),
-    }
+    text = {"vocab_size": options["n_vocab"], "context_length": options["max_text_len"], **transformer("text")}
     return image, text
 
 
@@ -215,32 +225,23 @@ def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None =
 
 
 def build_clip_model_card(repo_id: str | None = None) -> ModelCard:
-    data = ModelCardData(
-        license="mit", library_name="diffusers", tags=["glide", "diffusers-glide", "clip", "clip-guidance"]
-    )
-    repo = repo_id or "path/to/this/folder"
-    content = f"""---
-{data.to_yaml()}
----
-
-# GLIDE's noised CLIP for diffusers
-
-OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP guidance,
-converted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image encoder sees noised
-64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license (glide-text2im).
-
-Components: `clip_image_encoder` (GlideCLIPImageEncoder), `clip_text_encoder` (GlideCLIPTextEncoder),
-`clip_tokenizer` (CLIP BPE, a transformers CLIPTokenizer).
-
-## Usage
-
-```python
-# pip install "diffusers-glide[clip]"
-from diffusers_glide import GlidePipeline
+    usage = f"""from diffusers_glide import GlidePipeline
 
 pipe = GlidePipeline.from_pretrained("path/to/glide-base")
-pipe.load_clip_guidance("{repo}")
-image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]
-```
-"""
-    return ModelCard(content)
+pipe.load_clip_guidance("{repo_id or "path/to/this/folder"}")
+image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]"""
+    return build_model_card(
+        "GLIDE's noised CLIP for diffusers",
+        "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP guidance,\n"
+        "converted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image encoder sees "
+        "noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license (glide-text2im).",
+        {
+            "clip_image_encoder": "GlideCLIPImageEncoder",
+            "clip_text_encoder": "GlideCLIPTextEncoder",
+            "clip_tokenizer": "CLIP BPE, a transformers CLIPTokenizer",
+        },
+        usage,
+        ["glide", "diffusers-glide", "clip", "clip-guidance"],
+        install='pip install "diffusers-glide[clip]"',
+        license="mit",
+    )

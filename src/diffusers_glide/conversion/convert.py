@@ -11,29 +11,32 @@ into a diffusers pipeline folder:
   README.md           model card
 ```
 
-The folder is assembled in a temporary directory next to `dump_path` and moved into place only when
-everything succeeded, so a failed conversion never leaves a half-written folder behind.
+The folder is the pipeline object of the model type saved with `save_pretrained`, as diffusers' own conversion
+scripts do. It is assembled in a staging folder next to `dump_path` and swapped in only when everything succeeded
+(see `diffusers_glide.output_folders`): a failed or killed conversion never leaves a half-written folder, and
+`overwrite` only ever replaces an earlier output, never a folder that holds the inputs.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import diffusers
 import torch
 from accelerate import init_empty_weights
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard
 
+from .. import pipelines
+from ..model_cards import pipeline_model_card
 from ..models import GlideTextEncoder, GlideUNet2DModel
+from ..output_folders import OutputFolder
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
-from .options import PIPELINE_CLASS, configs_from_options, resolve_options
+from ..variants import get_variant
+from .options import configs_from_options, resolve_options
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys, split_openai_state_dict
 
 if TYPE_CHECKING:
@@ -53,7 +56,17 @@ class ConvertedGlide:
     scheduler: GlideScheduler
 
     def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
-        save_converted(self, folder, dtype, repo_id)
+        """Save the pipeline of the model type (`save_pretrained`) and the model card into an empty folder."""
+        # `torch.nn.Module.to`: diffusers 0.42's `ModelMixin.to(dtype)` warns about fp32 modules even when a
+        # model declares none.
+        for model in (self.unet, self.text_encoder):
+            torch.nn.Module.to(model, dtype)
+        pipeline_class = getattr(pipelines, get_variant(self.model_type).pipeline_class)
+        pipeline = pipeline_class(
+            unet=self.unet, text_encoder=self.text_encoder, tokenizer=self.tokenizer, scheduler=self.scheduler
+        )
+        pipeline.save_pretrained(folder, safe_serialization=True)
+        build_model_card(self.model_type, repo_id).save(folder / "README.md")
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("unet", "text_encoder")}
@@ -72,6 +85,14 @@ def load_openai_checkpoint(checkpoint_path: str | os.PathLike) -> dict[str, torc
         ) from error
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors).")
+    non_finite = [
+        key for key, tensor in state_dict.items() if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if non_finite:
+        raise ValueError(
+            f"{path} holds NaN or infinite values in {len(non_finite)} tensor(s), so it cannot be a trained model: "
+            f"{format_keys(non_finite, limit=5)}"
+        )
     return state_dict
 
 
@@ -119,61 +140,24 @@ def convert_glide_checkpoint(
     return ConvertedGlide(model_type, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
 
 
-def _library_and_class(obj) -> list[str]:
-    # What diffusers' `DiffusionPipeline.save_pretrained` records for a component: the defining module for
-    # third-party classes, the library name for diffusers/transformers ones.
-    module = type(obj).__module__
-    library = module.split(".")[0]
-    return [library if library in ("diffusers", "transformers") else module, type(obj).__name__]
-
-
-def save_converted(converted: ConvertedGlide, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
-    """Write the pipeline folder (components, model_index.json, model card) into an existing empty folder."""
-    # `torch.nn.Module.to`: diffusers 0.42's `ModelMixin.to(dtype)` warns about fp32 modules even when a
-    # model declares none.
-    for name in ("unet", "text_encoder"):
-        model = getattr(converted, name)
-        torch.nn.Module.to(model, dtype)
-        model.save_pretrained(folder / name)
-    converted.tokenizer.save_pretrained(folder / "tokenizer")
-    converted.scheduler.save_pretrained(folder / "scheduler")
-    model_index = {
-        "_class_name": PIPELINE_CLASS[converted.model_type],
-        "_diffusers_version": diffusers.__version__,
-    }
-    for name in ("scheduler", "text_encoder", "tokenizer", "unet"):
-        model_index[name] = _library_and_class(getattr(converted, name))
-    (folder / "model_index.json").write_text(json.dumps(model_index, indent=2, sort_keys=True) + "\n")
-    build_model_card(converted.model_type, repo_id).save(folder / "README.md")
-
-
 def write_pipeline_folder(
     converted: ConvertedGlide | ConvertedCLIP,
     dump_path: str | os.PathLike,
     dtype: str = "float32",
     overwrite: bool = False,
     repo_id: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Save a conversion (a pipeline folder, or the noised CLIP's component folders) atomically: build the folder
-    next to `dump_path`, then move it into place."""
+    """Save a conversion (a pipeline folder, or the noised CLIP's component folders) atomically into `dump_path`.
+
+    With `overwrite`, only an earlier output (a GLIDE pipeline or noised-CLIP folder) is replaced; the current
+    folder, the home folder, their ancestors and any folder that is or holds one of `inputs` (the checkpoints,
+    options file and vocabulary of the conversion) are refused.
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
-    dump_path = Path(dump_path).resolve()
-    if dump_path.exists() and not dump_path.is_dir():
-        raise FileExistsError(f"{dump_path} exists and is not a folder.")
-    if dump_path.is_dir() and any(dump_path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{dump_path} already exists and is not empty; pass overwrite=True (--overwrite).")
-    dump_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dump_path.name}.", suffix=".partial", dir=dump_path.parent))
-    try:
-        converted.save(staging, DTYPES[dtype], repo_id)
-        if dump_path.exists():
-            shutil.rmtree(dump_path)
-        os.replace(staging, dump_path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return dump_path
+    output = OutputFolder(dump_path, overwrite=overwrite, inputs=inputs)
+    return output.write(lambda staging: converted.save(staging, DTYPES[dtype], repo_id))
 
 
 def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, token: str | None = None):
@@ -185,50 +169,17 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
     )
 
 
-_CARD_USAGE = {
-    "GlidePipeline": 'pipe = GlidePipeline.from_pretrained("{repo}")\nimage = pipe("an oil painting of a corgi").images[0]',
-    "GlideUpsamplePipeline": 'pipe = GlideUpsamplePipeline.from_pretrained("{repo}")\n'
-    'image = pipe("an oil painting of a corgi", image=low_res_image).images[0]',
-    "GlideInpaintPipeline": 'pipe = GlideInpaintPipeline.from_pretrained("{repo}")\n'
-    'image = pipe("a corgi", image=image, mask_image=mask).images[0]  # white = repaint',
-}
-
-
 def build_model_card(model_type: str, repo_id: str | None = None) -> ModelCard:
-    """A model card with license, library and tags, and a usage example for the pipeline of `model_type`."""
-    pipeline_class = PIPELINE_CLASS[model_type]
-    data = ModelCardData(
+    """The model card of a converted checkpoint: license, library, tags and a usage example of its pipeline."""
+    return pipeline_model_card(
+        model_type,
+        f"GLIDE ({model_type}) for diffusers",
+        f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
+        f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
+        "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
+        "Text-Guided Diffusion Models* (Nichol et al., 2021).",
+        repo_id=repo_id,
+        tokenizer="GPT-2 BPE, lower-cased",
+        scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
         license="mit",
-        library_name="diffusers",
-        pipeline_tag="text-to-image" if model_type == "base" else "image-to-image",
-        tags=["glide", "diffusers-glide", "text-to-image", f"glide-{model_type}"],
     )
-    usage = _CARD_USAGE[pipeline_class].format(repo=repo_id or "path/to/this/folder")
-    content = f"""---
-{data.to_yaml()}
----
-
-# GLIDE ({model_type}) for diffusers
-
-OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide
-(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license
-(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with
-Text-Guided Diffusion Models* (Nichol et al., 2021).
-
-Components: `unet` (GlideUNet2DModel), `text_encoder` (GlideTextEncoder), `tokenizer` (GPT-2 BPE,
-lower-cased), `scheduler` (GlideScheduler with the sampling defaults of OpenAI's notebooks).
-
-## Usage
-
-```python
-# pip install diffusers-glide
-from diffusers_glide import {pipeline_class}
-
-{usage}
-```
-
-Load it with the diffusers-glide class above. diffusers' generic `DiffusionPipeline.from_pretrained`
-cannot load this repo, with or without `trust_remote_code=True`: it only finds pipeline and component
-classes that are part of diffusers / transformers or shipped as code inside the repo.
-"""
-    return ModelCard(content)

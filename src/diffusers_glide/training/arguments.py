@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..conversion import MODEL_TYPES
+from ..variants import MODEL_TYPES
 from .masks import MASK_TYPES
 from .presets import PRESETS
 

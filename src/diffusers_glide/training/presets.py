@@ -6,6 +6,7 @@ import torch
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
+from ..variants import get_variant
 
 # The embedded default model: ~2.3M parameters, 32x32 images, a 16-word text context.
 PRESETS: dict[str, dict] = {
@@ -58,8 +59,8 @@ def build_models_from_preset(
     text_encoder = GlideTextEncoder(**text_config)
     unet_config = {**preset.get("unet", {}), **(unet_overrides or {})}
     unet_config["encoder_hid_dim"] = text_encoder.config.hidden_size
-    unet_config["super_resolution"] = model_type.startswith("upsample")
-    unet_config["inpainting"] = model_type.endswith("inpaint")
+    variant = get_variant(model_type)
+    unet_config.update(super_resolution=variant.super_resolution, inpainting=variant.inpainting)
     unet = GlideUNet2DModel(**unet_config)
     scheduler = GlideScheduler(**preset.get("scheduler", {}))
     return unet, text_encoder, scheduler
@@ -86,8 +87,8 @@ def adapt_unet_to_variant(unet: GlideUNet2DModel, model_type: str) -> GlideUNet2
     weights, so the adapted model initially computes exactly what the pretrained one did. Removing inputs is
     refused (it would discard what the model was trained to use).
     """
-    super_resolution = model_type.startswith("upsample")
-    inpainting = model_type.endswith("inpaint")
+    variant = get_variant(model_type)
+    super_resolution, inpainting = variant.super_resolution, variant.inpainting
     config = unet.config
     if (config.super_resolution, config.inpainting) == (super_resolution, inpainting):
         return unet

@@ -8,26 +8,28 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import logging, make_image_grid
+from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 
 from .. import pipelines
-from ..conversion.options import PIPELINE_CLASS
+from ..model_cards import pipeline_model_card
 from ..models import GlideUNet2DModel
+from ..output_folders import OutputFolder, recover, recover_all, save_image_atomically
 from ..pipelines.pipeline_glide_base import GlideBasePipeline
 from ..schedulers import GlideScheduler
 from ..shapes import HELD_OUT_COMBINATIONS, ShapesDataset, caption_vocabulary
 from ..tokenization import build_glide_tokenizer, build_word_level_tokenizer, tokenize_prompts
+from ..variants import get_variant
 from .data import HFImageCaptionDataset, ImageCaptionFolder, collate_image_captions, load_hf_dataset
 from .losses import GlideDiffusionLoss
 from .masks import random_inpaint_masks, random_rectangle_masks
@@ -128,13 +130,29 @@ def conditioning_inputs(
 # Checkpoints
 
 
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` is a complete checkpoint of this trainer (its state file is written last)."""
+    return (path / STATE_FILE).is_file()
+
+
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """The resumable states in `output_dir`, oldest first."""
+    """The resumable states in `output_dir`, oldest first (staging folders of unfinished saves are not)."""
     folder = Path(output_dir) / CHECKPOINTS_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT_PATTERN.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT_PATTERN.match(p.name)) and is_checkpoint(p)
+    ]
     return [path for _, path in sorted(found)]
+
+
+def _checkpoint_folder(path: Path) -> OutputFolder:
+    return OutputFolder(
+        path,
+        overwrite=True,
+        recognise=is_checkpoint,
+        recognised_as=f"a checkpoint of this trainer (with {STATE_FILE})",
+    )
 
 
 def _resolve_resume_path(args) -> Path | None:
@@ -171,6 +189,10 @@ class GlideTrainer:
         self.args = args
         self.command = command
         self.output_dir = Path(args.output_dir)
+        # checked now rather than after hours of training: replaced at the end, so it must be an earlier output
+        inputs = (args.pretrained_model, args.train_data_dir, args.dataset_name, args.tokenizer)
+        self.pipeline_folder = OutputFolder(self.output_dir / PIPELINE_DIR, overwrite=True, inputs=inputs)
+        self.pipeline_folder.check()
         self.accelerator = Accelerator(
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             mixed_precision=args.mixed_precision,
@@ -280,11 +302,22 @@ class GlideTrainer:
     # -- checkpoints -----------------------------------------------------------------------------------------
 
     def save_checkpoint(self):
+        """Save the state in a staging folder, then rename it to `checkpoint-<step>`: a run killed while saving
+        leaves no half-written checkpoint for `--resume_from_checkpoint latest` to pick."""
         accelerator = self.accelerator
-        path = self.output_dir / CHECKPOINTS_DIR / f"checkpoint-{self.global_step}"
-        accelerator.save_state(str(path))
+        folder = _checkpoint_folder(self.output_dir / CHECKPOINTS_DIR / f"checkpoint-{self.global_step}")
+        # every process writes its random states into the folder the main process made
+        staging = Path(broadcast_object_list([str(folder.begin()) if accelerator.is_main_process else None])[0])
+        try:
+            accelerator.save_state(str(staging))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                (staging / STATE_FILE).write_text(json.dumps({"global_step": self.global_step}))
+                folder.commit(staging)
+        finally:
+            if accelerator.is_main_process:
+                shutil.rmtree(staging, ignore_errors=True)  # only there after a failure
         if accelerator.is_main_process:
-            (path / STATE_FILE).write_text(json.dumps({"global_step": self.global_step}))
             limit = self.args.checkpoints_total_limit
             if limit and limit > 0:
                 for old in list_checkpoints(self.output_dir)[:-limit]:
@@ -300,7 +333,7 @@ class GlideTrainer:
 
     def build_pipeline(self, scheduler=None):
         """A pipeline over the (unwrapped) models being trained."""
-        pipeline_class = getattr(pipelines, PIPELINE_CLASS[self.args.model_type])
+        pipeline_class = getattr(pipelines, get_variant(self.args.model_type).pipeline_class)
         return pipeline_class(
             unet=self.accelerator.unwrap_model(self.unet),
             text_encoder=self.accelerator.unwrap_model(self.text_encoder),
@@ -341,21 +374,20 @@ class GlideTrainer:
         )
         prompts = self.sample_prompts()
         kwargs = {}
-        model_type = args.model_type
-        if model_type != "base":
+        variant = get_variant(args.model_type)
+        if not variant.text_to_image:
             batch = self._sample_batch(len(prompts))
             images = (batch["pixel_values"][: len(prompts)] + 1) / 2
-            if model_type.startswith("upsample"):
+            if variant.super_resolution:
                 low = F.interpolate(images, size=(self.low_res_size,) * 2, mode="bicubic", antialias=True).clamp(0, 1)
                 kwargs["image"] = low
-            if model_type.endswith("inpaint"):
+            if variant.inpainting:
                 keep = random_rectangle_masks(
                     len(prompts), self.resolution, self.resolution, torch.Generator().manual_seed(0)
                 )
-                if model_type == "base-inpaint":
-                    kwargs.update(image=images, mask_image=1 - keep)
-                else:
-                    kwargs.update(inpaint_image=images, mask_image=1 - keep)
+                # the upsampler's `image` is its low-resolution input; the image to repaint is `inpaint_image`
+                kwargs["inpaint_image" if variant.super_resolution else "image"] = images
+                kwargs["mask_image"] = 1 - keep
 
         def run():
             pipeline = self.build_pipeline(scheduler)
@@ -372,33 +404,19 @@ class GlideTrainer:
                 unet.train(), text_encoder.train(self.train_text_encoder)
 
         images = self._with_ema_weights(run)
-        folder = self.output_dir / SAMPLES_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step-{self.global_step:07d}.png"
-        make_image_grid(images, rows=1, cols=len(images)).save(path)
-        return path
+        path = self.output_dir / SAMPLES_DIR / f"step-{self.global_step:07d}.png"
+        return save_image_atomically(make_image_grid(images, rows=1, cols=len(images)), path)
 
     def save_pipeline(self) -> Path:
-        """Write the EMA pipeline to `output_dir/pipeline` atomically (a temporary folder, then a rename)."""
-        target = self.output_dir / PIPELINE_DIR
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(prefix=".pipeline-", dir=self.output_dir))
-        try:
-            self._with_ema_weights(lambda: self.build_pipeline().save_pretrained(temporary, safe_serialization=True))
-            (temporary / "README.md").write_text(self.model_card(), encoding="utf-8")
-            if target.exists():
-                previous = Path(tempfile.mkdtemp(prefix=".previous-", dir=self.output_dir))
-                target.rename(previous / PIPELINE_DIR)
-                temporary.rename(target)
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                temporary.rename(target)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
-        return target
+        """Write the EMA pipeline and its model card to `output_dir/pipeline`, atomically."""
 
-    def model_card(self) -> str:
+        def fill(staging: Path) -> None:
+            self._with_ema_weights(lambda: self.build_pipeline().save_pretrained(staging, safe_serialization=True))
+            self.model_card().save(staging / "README.md")
+
+        return self.pipeline_folder.write(fill)
+
+    def model_card(self) -> ModelCard:
         args = self.args
         source = args.train_data_dir or args.dataset_name or "the procedural shapes dataset (diffusers_glide.shapes)"
         how = (
@@ -406,27 +424,24 @@ class GlideTrainer:
             if args.pretrained_model
             else f"trained from scratch (preset `{args.preset}`)"
         )
-        lines = [
-            "---",
-            "library_name: diffusers",
-            "tags: [glide, text-to-image, diffusers-glide]",
-            "---",
-            f"# GLIDE {args.model_type} model",
-            "",
+        description = (
             f"A GLIDE `{args.model_type}` model {how} with diffusers-glide on {source}, "
             f"{self.global_step} steps of batch {args.train_batch_size} x {args.gradient_accumulation_steps} "
-            f"accumulation x {self.accelerator.num_processes} process(es). Weights are the EMA weights.",
-            "",
-            f"Load it with `diffusers_glide.{PIPELINE_CLASS[args.model_type]}.from_pretrained(...)`.",
-        ]
-        if self.command:
-            lines += ["", "Reproduce with:", "", "```bash", self.command, "```"]
-        return "\n".join(lines) + "\n"
+            f"accumulation x {self.accelerator.num_processes} process(es). Weights are the EMA weights."
+        )
+        return pipeline_model_card(
+            args.model_type, f"GLIDE {args.model_type} model", description, reproduce_command=self.command
+        )
 
     # -- main ------------------------------------------------------------------------------------------------
 
     def train(self) -> Path:
         args, accelerator = self.args, self.accelerator
+        if accelerator.is_main_process:
+            # what killed runs left behind: staging folders, or a folder moved aside and not yet back
+            recover(self.pipeline_folder.path)
+            recover_all(self.output_dir / CHECKPOINTS_DIR)
+        accelerator.wait_for_everyone()
         self._prepare()
         resume_path = _resolve_resume_path(args)
         if resume_path is not None:
