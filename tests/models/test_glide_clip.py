@@ -1,4 +1,8 @@
-"""The noised CLIP towers against the reference's `clip.forward.safetensors` (embeddings and cond_fn gradient)."""
+"""The noised CLIP towers against the reference's `clip.forward.safetensors` (embeddings and cond_fn gradient);
+shape and config checks (input values such as timesteps and token ids are the pipelines' to check)."""
+
+import json
+import re
 
 import pytest
 import torch
@@ -136,10 +140,6 @@ def test_image_encoder_rejects_bad_inputs(image_encoder, reference):
         image_encoder(torch.zeros(3, 3, 64, 64), 10)
     with pytest.raises(ValueError, match=r"`sample` must have shape"):
         image_encoder(images[:, :1], 10)
-    with pytest.raises(ValueError, match=r"integer \(original\) diffusion steps.*\[10.5, 10.5, 10.5\]"):
-        image_encoder(images, torch.tensor(10.5))
-    with pytest.raises(ValueError, match=r"`timestep` must be in \[0, 1000\), got \[5, 1000, 5\]"):
-        image_encoder(images, torch.tensor([5, 1000, 5]))
     with pytest.raises(ValueError, match=r"one per image\), got shape \(2,\)"):
         image_encoder(images, torch.tensor([5, 6]))
 
@@ -149,13 +149,55 @@ def test_text_encoder_rejects_bad_inputs(text_encoder, reference):
     tokens, mask = ref["text_tokens"], _text_mask(ref["text_lens"])
     with pytest.raises(ValueError, match=r"`input_ids` must have shape \(batch, 77\).*got \(3, 16\)"):
         text_encoder(tokens[:, :16], attention_mask=mask[:, :16])
-    with pytest.raises(ValueError, match=r"token ids in \[0, 65536\)"):
-        text_encoder(tokens + 65536, attention_mask=mask)
     with pytest.raises(ValueError, match=r"`attention_mask` must have the shape of `input_ids` \(3, 77\), got None"):
         text_encoder(tokens, attention_mask=None)
-    holes = mask.clone()
-    holes[0, 1] = False
-    with pytest.raises(ValueError, match="right-padded"):
-        text_encoder(tokens, attention_mask=holes)
-    with pytest.raises(ValueError, match="at least one real token"):
-        text_encoder(tokens, attention_mask=torch.zeros_like(mask))
+    with pytest.raises(
+        ValueError, match=r"`attention_mask` must have the shape of `input_ids` \(3, 77\), got \(3, 76\)"
+    ):
+        text_encoder(tokens, attention_mask=mask[:, :76])
+
+
+TINY_IMAGE_CONFIG = dict(image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)
+TINY_TEXT_CONFIG = dict(vocab_size=10, context_length=5, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)
+
+
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "expected"),
+    [
+        (GlideCLIPImageEncoder, "image_size", "8", "an integer >= 1"),
+        (GlideCLIPImageEncoder, "patch_size", 0, "an integer >= 1"),
+        (GlideCLIPImageEncoder, "patch_size", 3, "a divisor of `image_size` (8,)"),
+        (GlideCLIPImageEncoder, "num_attention_heads", 3, "a divisor of `hidden_size` (8,)"),
+        (GlideCLIPImageEncoder, "projection_dim", -1, "an integer >= 1"),
+        (GlideCLIPImageEncoder, "num_train_timesteps", 0, "an integer >= 1"),
+        (GlideCLIPImageEncoder, "logit_scale", "100", "a number > 0"),
+        (GlideCLIPImageEncoder, "logit_scale", float("inf"), "a number > 0"),
+        (GlideCLIPImageEncoder, "layer_norm_eps", 0.0, "a number > 0"),
+        (GlideCLIPTextEncoder, "vocab_size", 0, "an integer >= 1"),
+        (GlideCLIPTextEncoder, "context_length", 0, "an integer >= 1"),
+        (GlideCLIPTextEncoder, "hidden_size", True, "an integer >= 1"),
+        (GlideCLIPTextEncoder, "num_hidden_layers", 1.5, "an integer >= 1"),
+        (GlideCLIPTextEncoder, "num_attention_heads", 16, "a divisor of `hidden_size` (8,)"),
+        (GlideCLIPTextEncoder, "layer_norm_eps", -1.0, "a number > 0"),
+    ],
+)
+def test_impossible_configs_name_the_key_value_and_expectation(cls, key, value, expected):
+    config = TINY_IMAGE_CONFIG if cls is GlideCLIPImageEncoder else TINY_TEXT_CONFIG
+    message = f"{cls.__name__} config: `{key}` must be {expected}, got {value!r}."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(**{**config, key: value})
+
+
+@pytest.mark.parametrize(
+    ("cls", "edit", "message"),
+    [
+        (GlideCLIPImageEncoder, {"image_size": 10}, "`patch_size` must be a divisor of `image_size` (10,), got 4."),
+        (GlideCLIPTextEncoder, {"context_length": -77}, "`context_length` must be an integer >= 1, got -77."),
+    ],
+)
+def test_edited_config_json_fails_in_from_pretrained(tmp_path, cls, edit, message):
+    cls(**(TINY_IMAGE_CONFIG if cls is GlideCLIPImageEncoder else TINY_TEXT_CONFIG)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ValueError, match=re.escape(f"{cls.__name__} config: {message}")):
+        cls.from_pretrained(tmp_path)

@@ -1,4 +1,9 @@
-"""GlideTextEncoder: parity with the reference text transformer, round trip and input checks."""
+"""GlideTextEncoder: parity with the reference text transformer, round trip, input and config checks.
+
+Token ids are not checked against `vocab_size` here: models check shapes only, the pipelines check values."""
+
+import json
+import re
 
 import pytest
 import torch
@@ -78,7 +83,46 @@ def test_bad_inputs_raise_clear_errors():
         encoder(torch.tensor([[1, 2, 3, 4]]))
     with pytest.raises(ValueError, match=r"attention_mask.*\(1, 4\).*\(1, 3\)"):
         encoder(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[True, True, True]]))
-    with pytest.raises(ValueError, match=r"token ids in \[0, 50\), got values in \[1, 50\]"):
-        encoder(torch.tensor([[1, 2, 3, 50]]), torch.tensor([[True] * 4]))
-    with pytest.raises(ValueError, match="divisible"):
-        GlideTextEncoder(hidden_size=10, num_attention_heads=3, num_hidden_layers=1)
+
+
+def _tiny_encoder(**overrides) -> GlideTextEncoder:
+    config = dict(vocab_size=50, context_length=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)
+    return GlideTextEncoder(**{**config, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("vocab_size", 0, "an integer >= 1"),
+        ("context_length", "4", "an integer >= 1"),
+        ("hidden_size", -8, "an integer >= 1"),
+        ("num_hidden_layers", 0, "an integer >= 1"),
+        ("num_attention_heads", 3, "a divisor of `hidden_size` (8,)"),
+        ("num_attention_heads", 2.0, "an integer >= 1"),
+        ("use_final_layer_norm", "true", "true or false (a boolean, not a string or number)"),
+        ("use_padding_embedding", 0, "true or false (a boolean, not a string or number)"),
+        ("layer_norm_eps", 0, "a number > 0"),
+        ("layer_norm_eps", -1e-5, "a number > 0"),
+    ],
+)
+def test_impossible_configs_name_the_key_value_and_expectation(key, value, expected):
+    message = f"GlideTextEncoder config: `{key}` must be {expected}, got {value!r}."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _tiny_encoder(**{key: value})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"vocab_size": -1}, "`vocab_size` must be an integer >= 1, got -1."),
+        # 9 channels cannot be split into the 2 heads.
+        ({"hidden_size": 9}, "`num_attention_heads` must be a divisor of `hidden_size` (9,), got 2."),
+        ({"use_padding_embedding": "false"}, "`use_padding_embedding` must be true or false (a boolean, not a string"),
+    ],
+)
+def test_edited_config_json_fails_in_from_pretrained(tmp_path, edit, message):
+    _tiny_encoder().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ValueError, match=re.escape(f"GlideTextEncoder config: {message}")):
+        GlideTextEncoder.from_pretrained(tmp_path)

@@ -1,10 +1,17 @@
-"""GlideUNet2DModel: parity with the reference UNet for all four variants, dtypes, checkpointing, errors."""
+"""GlideUNet2DModel: parity with the reference UNet for all four variants, dtypes, checkpointing, attention slicing,
+config and input errors."""
+
+import json
+import re
 
 import pytest
 import torch
-from conftest import MODEL_TYPES, load_reference, max_abs_diff, public_config
+import torch.nn.functional as F
+from conftest import MODEL_TYPES, load_reference, max_abs_diff, public_config, tiny_unet
+from diffusers import DiffusionPipeline
 
 from diffusers_glide import GlideTextEncoder, GlideUNet2DModel
+from diffusers_glide.models.glide_unet import GlideAttentionBlock
 
 
 def _load(folder, dtype=torch.float32):
@@ -92,23 +99,8 @@ def test_save_load_round_trip_and_tuple_output(converted_folders, tmp_path):
     assert torch.equal(actual, expected)
 
 
-def _tiny_unet(**overrides) -> GlideUNet2DModel:
-    config = dict(
-        sample_size=16,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=8,
-        dropout=0.0,
-    )
-    config.update(overrides)
-    torch.manual_seed(0)
-    return GlideUNet2DModel(**config)
-
-
 def test_gradient_checkpointing_gives_the_same_gradients():
-    unet = _tiny_unet()
+    unet = tiny_unet(16, encoder_hid_dim=8)
     sample, states = torch.randn(2, 3, 16, 16), torch.randn(2, 5, 8)
 
     def grads():
@@ -134,7 +126,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     ],
 )
 def test_architecture_options_build_and_run(overrides):
-    unet = _tiny_unet(**overrides)
+    unet = tiny_unet(**{"sample_size": 16, "encoder_hid_dim": 8, **overrides})
     states = None if overrides.get("encoder_hid_dim", 8) is None else torch.randn(1, 5, 8)
     with torch.no_grad():
         out = unet(torch.randn(1, 3, 16, 16), 3, states).sample
@@ -144,9 +136,9 @@ def test_architecture_options_build_and_run(overrides):
 
 
 def test_bad_inputs_raise_clear_errors():
-    base = _tiny_unet()
-    upsample = _tiny_unet(super_resolution=True)
-    inpaint = _tiny_unet(inpainting=True)
+    base = tiny_unet(16, encoder_hid_dim=8)
+    upsample = tiny_unet(16, encoder_hid_dim=8, super_resolution=True)
+    inpaint = tiny_unet(16, encoder_hid_dim=8, inpainting=True)
     x, states = torch.randn(1, 3, 16, 16), torch.randn(1, 5, 8)
     mask = torch.ones(1, 1, 16, 16)
     cases = [
@@ -179,52 +171,168 @@ def test_bad_inputs_raise_clear_errors():
             model(**kwargs)
 
 
-def test_invalid_configs_raise():
-    with pytest.raises(ValueError, match="one entry per level"):
-        _tiny_unet(attention_levels=(True,))
-    with pytest.raises(ValueError, match="resnet_time_scale_shift"):
-        _tiny_unet(resnet_time_scale_shift="film")
-    with pytest.raises(ValueError, match="exactly one of"):
-        _tiny_unet(attention_head_dim=None)
+BAD_UNET_CONFIGS = [
+    ("sample_size", "64", "an integer >= 1"),
+    ("sample_size", 0, "an integer >= 1"),
+    ("sample_size", 17, "a multiple of 2 (the UNet's total downsampling factor)"),
+    ("in_channels", -3, "an integer >= 1"),
+    ("out_channels", 6.0, "an integer >= 1"),
+    ("layers_per_block", 0, "an integer >= 1"),
+    ("block_out_channels", [], "a non-empty list of integers >= 1"),
+    ("block_out_channels", [32, "64"], "a non-empty list of integers >= 1"),
+    ("block_out_channels", [32, 0], "a non-empty list of integers >= 1"),
+    ("attention_levels", [True], "a list of 2 booleans (one per level of `block_out_channels`)"),
+    ("attention_levels", [False, "true"], "a list of 2 booleans (one per level of `block_out_channels`)"),
+    ("attention_head_dim", 24, "a divisor of the attention channels (64,)"),
+    ("attention_head_dim", 0, "an integer >= 1 or None"),
+    ("norm_num_groups", 5, "a divisor of `block_out_channels` (32, 64)"),
+    ("encoder_hid_dim", 0, "an integer >= 1 or None"),
+    ("super_resolution", "false", "true or false (a boolean, not a string or number)"),
+    ("inpainting", 1, "true or false (a boolean, not a string or number)"),
+    ("resblock_updown", None, "true or false (a boolean, not a string or number)"),
+    ("resnet_time_scale_shift", "film", "one of 'scale_shift', 'default'"),
+    ("dropout", 1.0, "a number in [0, 1)"),
+    ("dropout", -0.1, "a number in [0, 1)"),
+    ("dropout", "0.1", "a number in [0, 1)"),
+    ("norm_eps", 0.0, "a number > 0"),
+    ("norm_eps", float("nan"), "a number > 0"),
+]
 
 
-def test_text_key_values_are_projected_once_per_sampling_loop():
-    """Under no_grad the text projection is reused while the same, unmodified text tensor comes back."""
-    import pickle
+@pytest.mark.parametrize(("key", "value", "expected"), BAD_UNET_CONFIGS)
+def test_impossible_configs_name_the_key_value_and_expectation(key, value, expected):
+    message = f"GlideUNet2DModel config: `{key}` must be {expected}, got {value!r}."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_unet(**{"sample_size": 16, "encoder_hid_dim": 8, key: value})
 
-    unet = _tiny_unet(sample_size=8, encoder_hid_dim=16).eval()
+
+def test_heads_must_split_every_attention_width():
+    # The middle block always has attention, at the last level's 64 channels: 3 heads cannot split them.
+    with pytest.raises(
+        ValueError, match=re.escape("`num_attention_heads` must be a divisor of the attention channels")
+    ):
+        tiny_unet(16, encoder_hid_dim=8, attention_head_dim=None, num_attention_heads=3)
+    with pytest.raises(ValueError, match="set exactly one of `attention_head_dim` and `num_attention_heads`"):
+        tiny_unet(16, encoder_hid_dim=8, attention_head_dim=None)
+    with pytest.raises(ValueError, match=re.escape("got attention_head_dim=16, num_attention_heads=2.")):
+        tiny_unet(16, encoder_hid_dim=8, num_attention_heads=2)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("sample_size", "16", "an integer >= 1"),
+        ("attention_levels", [True, True, True], "a list of 2 booleans (one per level of `block_out_channels`)"),
+        ("dropout", 2, "a number in [0, 1)"),
+    ],
+)
+def test_edited_config_json_fails_in_from_pretrained(tmp_path, key, value, expected):
+    tiny_unet(16, encoder_hid_dim=8).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config[key] = value
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    message = f"GlideUNet2DModel config: `{key}` must be {expected}, got {value!r}."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GlideUNet2DModel.from_pretrained(tmp_path)
+
+
+def _sliced_unet() -> GlideUNet2DModel:
+    # Attention at both levels: 2 heads at 32 channels, 4 heads at 64 (and in the middle block).
+    return tiny_unet(16, encoder_hid_dim=8, attention_levels=(True, True)).eval()
+
+
+def _heads_per_attention_call(unet, monkeypatch) -> tuple[torch.Tensor, list[int]]:
+    """The UNet's output, and the number of heads of every attention call it made."""
     calls = []
-    hooks = [
-        block.encoder_to_kv.register_forward_hook(lambda *args: calls.append(1))
-        for block in unet.modules()
-        if getattr(block, "encoder_to_kv", None) is not None
-    ]
-    layers = len([m for m in unet.modules() if getattr(m, "encoder_to_kv", None) is not None])
-    x, text = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 16)
+    sdpa = F.scaled_dot_product_attention
+
+    def counting(query, key, value, *args, **kwargs):
+        calls.append(query.shape[1])
+        return sdpa(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    generator = torch.Generator().manual_seed(0)
+    sample, states = torch.randn(2, 3, 16, 16, generator=generator), torch.randn(2, 5, 8, generator=generator)
     with torch.no_grad():
-        first = unet(x, 10, text).sample
-        again = [unet(x, t, text).sample for t in (10, 500, 999)]
-    assert len(calls) == layers  # three more steps, no new projection
-    assert torch.equal(again[0], first)
-    with torch.enable_grad():
-        expected = [unet(x, t, text).sample.detach() for t in (10, 500, 999)]  # no cache under autograd
-    assert len(calls) == 4 * layers
-    for cached, fresh in zip(again, expected, strict=True):
-        assert max_abs_diff(cached, fresh) <= 1e-6
-    with torch.no_grad():
-        text.mul_(2)  # modified in place: projected again
-        changed = unet(x, 10, text).sample
-        unet(x, 10, text.clone())  # another tensor: projected again
-    assert len(calls) == 6 * layers
-    assert max_abs_diff(changed, first) > 1e-3
-    with torch.no_grad():
-        unet(x, 10, text)  # back to `text`: projected again, then cached
-        unet.get_submodule("down_blocks.1.attentions.0").encoder_to_kv.weight.add_(1.0)  # new weights
-        unet(x, 10, text)
-    assert len(calls) == 7 * layers + 1  # only the layer whose weights changed
-    for hook in hooks:
-        hook.remove()
-    assert pickle.loads(pickle.dumps(unet)).config == unet.config  # the cache's weak reference is not pickled
+        output = unet(sample, torch.tensor([10, 900]), states).sample
+    monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa)
+    return output, calls
+
+
+# Heads of the attention layers in module order: down level 0, down level 1, middle, up level 1 (x2), up level 0 (x2).
+UNSLICED = [2, 4, 4, 4, 4, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("slice_size", "heads_per_call"),
+    [
+        ("auto", [1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1]),
+        ("max", [1] * 22),
+        (3, [2, 3, 1, 3, 1, 3, 1, 3, 1, 2, 2]),
+        (4, UNSLICED),
+        ([None, 1, None, 2, 4, 1, None], [2, 1, 1, 1, 1, 4, 2, 2, 4, 1, 1, 2]),
+    ],
+)
+def test_attention_slicing_slices_heads_and_keeps_the_output(monkeypatch, slice_size, heads_per_call):
+    unet = _sliced_unet()
+    expected, calls = _heads_per_attention_call(unet, monkeypatch)
+    assert calls == UNSLICED
+    unet.set_attention_slice(slice_size)
+    sliced, calls = _heads_per_attention_call(unet, monkeypatch)
+    assert calls == heads_per_call
+    assert max_abs_diff(sliced, expected) <= 1e-5
+    unet.set_attention_slice(None)
+    unsliced, calls = _heads_per_attention_call(unet, monkeypatch)
+    assert calls == UNSLICED and torch.equal(unsliced, expected)
+
+
+def test_pipeline_attention_slicing_reaches_the_attention_layers():
+    """diffusers' `DiffusionPipeline.enable_attention_slicing` calls `set_attention_slice` on every component."""
+
+    class UNetOnlyPipeline(DiffusionPipeline):
+        def __init__(self, unet):
+            super().__init__()
+            self.register_modules(unet=unet)
+
+    unet = _sliced_unet()
+    pipe = UNetOnlyPipeline(unet)
+    blocks = [module for module in unet.modules() if isinstance(module, GlideAttentionBlock)]
+    assert [block.slice_size for block in blocks] == [None] * 7
+    pipe.enable_attention_slicing()
+    assert [block.slice_size for block in blocks] == [1, 2, 2, 2, 2, 1, 1]
+    pipe.enable_attention_slicing("max")
+    assert [block.slice_size for block in blocks] == [1] * 7
+    pipe.disable_attention_slicing()
+    assert [block.slice_size for block in blocks] == [None] * 7
+
+
+@pytest.mark.parametrize(
+    ("slice_size", "message"),
+    [
+        (
+            "half",
+            "`slice_size` must be 'auto', 'max', a number of heads >= 1, a list with one entry per attention layer "
+            "(7, with [2, 4, 4, 4, 4, 2, 2] heads) or None, got 'half'.",
+        ),
+        (0, "or None, got 0."),
+        (-2, "or None, got -2."),
+        (True, "or None, got True."),
+        (1.5, "or None, got 1.5."),
+        ([1, 1], "or None, got [1, 1]."),
+        (
+            [None, 5, None, None, None, None, None],
+            "`slice_size` must be a number of heads from 1 to 4 (this layer's heads) or None, got 5.",
+        ),
+        ([None, None, None, None, None, 0, None], "from 1 to 2 (this layer's heads) or None, got 0."),
+    ],
+)
+def test_bad_attention_slice_sizes_raise(slice_size, message):
+    unet = _sliced_unet()
+    unet.set_attention_slice("max")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        unet.set_attention_slice(slice_size)
+    # Nothing changed, not even the layers before a bad list entry.
+    assert [m.slice_size for m in unet.modules() if isinstance(m, GlideAttentionBlock)] == [1] * 7
 
 
 @pytest.mark.parametrize("model_type", ["base", "upsample-inpaint"])

@@ -15,12 +15,18 @@ def schedule(request):
     return request.param
 
 
-def test_add_noise_matches_the_scheduler(schedule):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_add_noise_is_the_schedulers(schedule, dtype):
+    # One implementation (the scheduler's is checked against the fixture betas): the very same values.
     loss_fn = GlideDiffusionLoss(beta_schedule=schedule)
     scheduler = GlideScheduler(beta_schedule=schedule)
-    x0, noise = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    x0, noise = torch.randn(4, 3, 8, 8, dtype=dtype), torch.randn(4, 3, 8, 8, dtype=dtype)
     t = torch.tensor([0, 10, 500, 999])
-    torch.testing.assert_close(loss_fn.add_noise(x0, noise, t), scheduler.add_noise(x0, noise, t), atol=1e-6, rtol=0)
+    noisy = loss_fn.add_noise(x0, noise, t)
+    assert noisy.dtype == dtype
+    assert torch.equal(noisy, scheduler.add_noise(x0, noise, t))
+    with pytest.raises(ValueError, match=r"original timesteps in \[0, 1000\), got \[0, 1000\]"):
+        loss_fn.add_noise(x0[:2], noise[:2], torch.tensor([0, 1000]))
 
 
 @pytest.mark.parametrize("t", [1, 37, 500, 999])

@@ -6,6 +6,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 from transformers.models.clip.modeling_clip import CLIPVisionModelOutput
 
+from .config_checks import ConfigChecker
 from .glide_clip_transformer import GlideCLIPTransformer
 from .normalization import Float32LayerNorm
 
@@ -22,6 +23,9 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
 
     Images are taken in [-1, 1], the diffusion models' range, and mapped to CLIP's pixel normalisation inside
     (`(x + 1) * 127.5`, then CLIP's channel mean and std), without clamping: noised images go outside [-1, 1].
+
+    It has no attention slicing: its attention over `1 + (image_size / patch_size) ** 2` tokens (257) is small next
+    to the UNet's, so a pipeline's `enable_attention_slicing()` leaves it alone.
 
     Args:
         image_size (`int`, *optional*, defaults to 64): Height and width of the images; others are rejected.
@@ -52,8 +56,21 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        if image_size % patch_size != 0:
-            raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}).")
+        check = ConfigChecker("GlideCLIPImageEncoder")
+        for key in (
+            "image_size",
+            "patch_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "projection_dim",
+            "num_train_timesteps",
+        ):
+            check.integer(key, self.config[key])
+        check.divides("patch_size", patch_size, [image_size], "`image_size`")
+        check.divides("num_attention_heads", num_attention_heads, [hidden_size], "`hidden_size`")
+        check.number("logit_scale", logit_scale, "a number > 0", lambda value: value > 0)
+        check.number("layer_norm_eps", layer_norm_eps, "a number > 0", lambda value: value > 0)
         num_positions = 1 + (image_size // patch_size) ** 2
         self.patch_embedding = nn.Conv2d(3, hidden_size, patch_size, stride=patch_size, bias=False)
         self.timestep_embedding = nn.Embedding(num_train_timesteps, hidden_size)
@@ -69,7 +86,8 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
         self.register_buffer("pixel_std", torch.tensor(CLIP_PIXEL_STD).view(1, 3, 1, 1), persistent=False)
 
     def _timestep_ids(self, timestep: int | torch.Tensor, batch: int, device: torch.device) -> torch.LongTensor:
-        num_train_timesteps = self.config.num_train_timesteps
+        # Shapes only: the values (integer steps in [0, num_train_timesteps)) are the pipeline's to check, once per
+        # call, since reading them here would synchronise with an accelerator at every step.
         timestep = torch.as_tensor(timestep, device=device)
         if timestep.ndim == 0:
             timestep = timestep.expand(batch)
@@ -78,16 +96,7 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
                 f"`timestep` must be a number or a tensor of shape ({batch},) (one per image), got shape "
                 f"{tuple(timestep.shape)}."
             )
-        if timestep.is_floating_point():
-            if not torch.equal(timestep, timestep.round()):
-                raise ValueError(
-                    f"`timestep` must hold integer (original) diffusion steps: the noised CLIP looks them up in a "
-                    f"table, got {timestep.tolist()}."
-                )
-            timestep = timestep.long()
-        if (timestep < 0).any() or (timestep >= num_train_timesteps).any():
-            raise ValueError(f"`timestep` must be in [0, {num_train_timesteps}), got {timestep.tolist()}.")
-        return timestep
+        return timestep.long()
 
     def forward(
         self, sample: torch.Tensor, timestep: int | torch.Tensor, return_dict: bool = True
@@ -95,7 +104,9 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
         r"""
         Args:
             sample (`torch.Tensor` of shape `(batch, 3, image_size, image_size)`): Noised images x_t in [-1, 1] scale.
-            timestep (`int` or `torch.Tensor`): The ORIGINAL diffusion step of `sample`, one or one per image.
+            timestep (`int` or `torch.Tensor`):
+                The ORIGINAL diffusion step of `sample`, one or one per image: integers in `[0, num_train_timesteps)`
+                (not checked here: the pipeline checks them once per call).
             return_dict (`bool`, *optional*, defaults to `True`): Return a `CLIPVisionModelOutput` instead of a tuple.
 
         Returns:

@@ -16,8 +16,6 @@ class GlideCLIPSelfAttention(nn.Module):
 
     def __init__(self, hidden_size: int, num_heads: int, causal: bool):
         super().__init__()
-        if hidden_size % num_heads != 0:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_heads}).")
         self.num_heads = num_heads
         self.causal = causal
         self.to_q = nn.Linear(hidden_size, hidden_size)

@@ -13,6 +13,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
+from .config_checks import ConfigChecker
 from .normalization import Float32LayerNorm
 from .pre_norm_transformer import PreNormTransformerLayer
 
@@ -22,8 +23,6 @@ class GlideTextSelfAttention(nn.Module):
 
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
-        if hidden_size % num_heads != 0:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_heads}).")
         self.num_heads = num_heads
         self.to_qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.to_out = nn.Linear(hidden_size, hidden_size)
@@ -41,6 +40,11 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
     r"""
     The text transformer of GLIDE. Prompts are always padded or truncated to exactly `context_length` tokens
     (see [`diffusers_glide.tokenize_prompts`]).
+
+    The forward checks shapes only: token ids must be below `vocab_size`, which the pipelines check once against
+    their tokenizer rather than on every call (reading the ids would synchronise with an accelerator). It has no
+    attention slicing: its attention over `context_length` (128) tokens is small next to the UNet's, so a pipeline's
+    `enable_attention_slicing()` leaves it alone.
 
     Args:
         vocab_size (`int`, *optional*, defaults to 50257): Size of the token vocabulary (GPT-2 BPE).
@@ -70,6 +74,14 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
+        check = ConfigChecker("GlideTextEncoder")
+        for key in ("vocab_size", "context_length", "hidden_size", "num_hidden_layers", "num_attention_heads"):
+            check.integer(key, self.config[key])
+        check.divides("num_attention_heads", num_attention_heads, [hidden_size], "`hidden_size`")
+        check.boolean("use_final_layer_norm", use_final_layer_norm)
+        check.boolean("use_padding_embedding", use_padding_embedding)
+        check.number("layer_norm_eps", layer_norm_eps, "a number > 0", lambda value: value > 0)
+
         self.token_embedding = nn.Embedding(vocab_size, hidden_size)
         self.position_embedding = nn.Parameter(torch.randn(context_length, hidden_size) * 0.01)
         self.padding_embedding = (
@@ -95,7 +107,8 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
     ) -> BaseModelOutput | tuple:
         r"""
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch, context_length)`): Token ids, padded to the context.
+            input_ids (`torch.LongTensor` of shape `(batch, context_length)`):
+                Token ids in `[0, vocab_size)`, padded to the context.
             attention_mask (`torch.Tensor` of shape `(batch, context_length)`, *optional*):
                 True (or 1) on real tokens, False (0) on padding. Required when the model has a padding embedding.
             output_hidden_states (`bool`, *optional*, defaults to `False`): Also return every block's output.
@@ -110,11 +123,6 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`input_ids` must have shape (batch, {context_length}) (prompts padded to the context length), "
                 f"got {tuple(input_ids.shape)}."
-            )
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
-            raise ValueError(
-                f"`input_ids` must be token ids in [0, {self.config.vocab_size}), got values in "
-                f"[{input_ids.min().item()}, {input_ids.max().item()}]."
             )
         if self.padding_embedding is not None:
             if attention_mask is None:

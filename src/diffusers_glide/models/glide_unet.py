@@ -12,8 +12,6 @@ The variants differ only in what is concatenated to the noisy sample before the 
 - upsample-inpaint (both): `sample ++ inpaint_image * inpaint_mask ++ inpaint_mask ++ bilinear_upsample(low_res)`
 """
 
-import weakref
-
 import torch
 import torch.nn.functional as F
 from diffusers import ModelMixin
@@ -22,6 +20,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from .config_checks import ConfigChecker
 from .normalization import Float32GroupNorm
 
 
@@ -56,11 +55,8 @@ class GlideAttentionBlock(nn.Module):
     """Spatial self-attention whose keys/values are prefixed with projected text states.
 
     Every image position attends over `[text positions..., image positions...]` (no mask), through one
-    fused `scaled_dot_product_attention` call.
-
-    The text keys/values do not change between denoising steps: outside autograd (and outside torch.compile
-    tracing) the projection is kept and reused while the very same, unmodified text tensor comes back with
-    unmodified weights, so a sampling loop projects the text once.
+    fused `scaled_dot_product_attention` call, or one call per slice of `slice_size` heads after
+    [`~GlideAttentionBlock.set_attention_slice`] (the heads are independent, so the result is the same).
     """
 
     def __init__(
@@ -68,27 +64,25 @@ class GlideAttentionBlock(nn.Module):
     ):
         super().__init__()
         self.num_heads = num_heads
+        self.slice_size = None
         self.norm = Float32GroupNorm(norm_num_groups, channels, eps=norm_eps)
         self.to_qkv = nn.Linear(channels, 3 * channels)
         self.encoder_to_kv = nn.Linear(encoder_hid_dim, 2 * channels) if encoder_hid_dim else None
         self.to_out = nn.Linear(channels, channels)
-        self._text_key_value_cache = None
 
-    def __getstate__(self):  # the cache holds a weak reference, which cannot be pickled
-        return {**self.__dict__, "_text_key_value_cache": None}
+    def check_slice_size(self, slice_size: int | None) -> None:
+        if slice_size is not None and (
+            isinstance(slice_size, bool) or not isinstance(slice_size, int) or not 1 <= slice_size <= self.num_heads
+        ):
+            raise ValueError(
+                f"`slice_size` must be a number of heads from 1 to {self.num_heads} (this layer's heads) or None, "
+                f"got {slice_size!r}."
+            )
 
-    def _text_key_value(self, encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return self._split_heads(self.encoder_to_kv(encoder_hidden_states), 2)
-        projection = self.encoder_to_kv
-        versions = (encoder_hidden_states._version, projection.weight._version, projection.bias._version)
-        identity = (projection.weight.data_ptr(), projection.weight.dtype, projection.weight.device)
-        cached = self._text_key_value_cache
-        if cached is not None and cached[0]() is encoder_hidden_states and cached[1] == (versions, identity):
-            return cached[2]
-        key_value = self._split_heads(projection(encoder_hidden_states), 2)
-        self._text_key_value_cache = (weakref.ref(encoder_hidden_states), (versions, identity), key_value)
-        return key_value
+    def set_attention_slice(self, slice_size: int | None) -> None:
+        """Compute the attention `slice_size` heads at a time (1 to `num_heads`), or all at once with `None`."""
+        self.check_slice_size(slice_size)
+        self.slice_size = slice_size
 
     def _split_heads(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         # [B, L, parts*C] -> parts x [B, heads, L, head_dim]
@@ -96,15 +90,23 @@ class GlideAttentionBlock(nn.Module):
         head_dim = width // parts // self.num_heads
         return projected.view(batch, length, parts, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
+    def _attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        step = self.slice_size or self.num_heads
+        if step >= self.num_heads:
+            return F.scaled_dot_product_attention(query, key, value)
+        # Fewer heads at a time: the attention weights of only `step` heads exist at once (when SDPA builds them).
+        heads = [slice(start, start + step) for start in range(0, self.num_heads, step)]
+        return torch.cat([F.scaled_dot_product_attention(query[:, h], key[:, h], value[:, h]) for h in heads], dim=1)
+
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
         batch, channels, height, width = hidden_states.shape
         tokens = self.norm(hidden_states).flatten(2).transpose(1, 2)
         query, key, value = self._split_heads(self.to_qkv(tokens), 3)
         if self.encoder_to_kv is not None:
-            text_key, text_value = self._text_key_value(encoder_hidden_states)
+            text_key, text_value = self._split_heads(self.encoder_to_kv(encoder_hidden_states), 2)
             key = torch.cat([text_key, key], dim=2)
             value = torch.cat([text_value, value], dim=2)
-        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = self._attention(query, key, value)
         attended = self.to_out(attended.transpose(1, 2).reshape(batch, height * width, channels))
         return hidden_states + attended.transpose(1, 2).reshape(batch, channels, height, width)
 
@@ -265,6 +267,42 @@ class GlideUpBlock(nn.Module):
         return hidden_states
 
 
+def _check_unet_config(config) -> None:
+    check = ConfigChecker("GlideUNet2DModel")
+    for key in ("sample_size", "in_channels", "out_channels", "layers_per_block", "norm_num_groups"):
+        check.integer(key, config[key])
+    check.integers("block_out_channels", config.block_out_channels)
+    levels = len(config.block_out_channels)
+    check.booleans("attention_levels", config.attention_levels, levels, "one per level of `block_out_channels`")
+    factor = 2 ** (levels - 1)
+    if config.sample_size % factor:
+        check.fail("sample_size", config.sample_size, f"a multiple of {factor} (the UNet's total downsampling factor)")
+    check.divides("norm_num_groups", config.norm_num_groups, config.block_out_channels, "`block_out_channels`")
+    check.integer("attention_head_dim", config.attention_head_dim, optional=True)
+    check.integer("num_attention_heads", config.num_attention_heads, optional=True)
+    if (config.attention_head_dim is None) == (config.num_attention_heads is None):
+        raise ValueError(
+            "GlideUNet2DModel config: set exactly one of `attention_head_dim` and `num_attention_heads` (the other "
+            f"None), got attention_head_dim={config.attention_head_dim!r}, "
+            f"num_attention_heads={config.num_attention_heads!r}."
+        )
+    # The middle block always has attention, at the channels of the last level.
+    attention_widths = sorted(
+        {width for width, has in zip(config.block_out_channels, config.attention_levels, strict=True) if has}
+        | {config.block_out_channels[-1]}
+    )
+    if config.attention_head_dim is not None:
+        check.divides("attention_head_dim", config.attention_head_dim, attention_widths, "the attention channels")
+    else:
+        check.divides("num_attention_heads", config.num_attention_heads, attention_widths, "the attention channels")
+    check.integer("encoder_hid_dim", config.encoder_hid_dim, optional=True)
+    for key in ("super_resolution", "inpainting", "resblock_updown"):
+        check.boolean(key, config[key])
+    check.choice("resnet_time_scale_shift", config.resnet_time_scale_shift, ("scale_shift", "default"))
+    check.number("dropout", config.dropout, "a number in [0, 1)", lambda value: 0 <= value < 1)
+    check.number("norm_eps", config.norm_eps, "a number > 0", lambda value: value > 0)
+
+
 class GlideUNet2DModel(ModelMixin, ConfigMixin):
     r"""
     GLIDE's text-conditional UNet. One class serves the base, upsample, base-inpaint and upsample-inpaint
@@ -319,17 +357,7 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         norm_eps: float = 1e-5,
     ):
         super().__init__()
-        if len(attention_levels) != len(block_out_channels):
-            raise ValueError(
-                f"`attention_levels` needs one entry per level of `block_out_channels` ({len(block_out_channels)}), "
-                f"got {len(attention_levels)}."
-            )
-        if resnet_time_scale_shift not in ("scale_shift", "default"):
-            raise ValueError(
-                f"`resnet_time_scale_shift` must be 'scale_shift' or 'default', got {resnet_time_scale_shift!r}."
-            )
-        if (attention_head_dim is None) == (num_attention_heads is None):
-            raise ValueError("Set exactly one of `attention_head_dim` and `num_attention_heads`.")
+        _check_unet_config(self.config)
 
         base_channels = block_out_channels[0]
         time_embed_dim = 4 * base_channels
@@ -344,11 +372,7 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         def heads(channels: int, with_attention: bool) -> int:
             if not with_attention:
                 return 0
-            if attention_head_dim is None:
-                return num_attention_heads
-            if channels % attention_head_dim != 0:
-                raise ValueError(f"{channels} channels cannot be split into heads of {attention_head_dim}.")
-            return channels // attention_head_dim
+            return num_attention_heads if attention_head_dim is None else channels // attention_head_dim
 
         block_kwargs = {
             "temb_channels": time_embed_dim,
@@ -403,6 +427,38 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         self.norm_out = Float32GroupNorm(norm_num_groups, channels, eps=norm_eps, apply_silu=True)
         self.conv_out = nn.Conv2d(channels, out_channels, 3, padding=1)
         self.gradient_checkpointing = False
+
+    def set_attention_slice(self, slice_size: str | int | list[int | None] | None = "auto") -> None:
+        r"""
+        Compute attention a few heads at a time, to lower peak memory where the attention weights are materialised.
+        The output does not change. A pipeline's `enable_attention_slicing(slice_size)` calls this method, and
+        `disable_attention_slicing()` calls it with `None`.
+
+        Args:
+            slice_size (`str`, `int`, `list` or `None`, *optional*, defaults to `"auto"`):
+                `"auto"`: half of each layer's heads at a time (at least one); `"max"`: one head at a time; an
+                integer `n >= 1`: at most `n` heads at a time in every layer; a list: one entry (`None` or 1 to that
+                layer's heads) per attention layer, in module order; `None`: all heads at once (no slicing).
+        """
+        blocks = [module for module in self.modules() if isinstance(module, GlideAttentionBlock)]
+        heads = [block.num_heads for block in blocks]
+        if slice_size is None:
+            sizes = [None] * len(heads)
+        elif isinstance(slice_size, str) and slice_size in ("auto", "max"):
+            sizes = [max(1, h // 2) if slice_size == "auto" else 1 for h in heads]
+        elif isinstance(slice_size, int) and not isinstance(slice_size, bool) and slice_size >= 1:
+            sizes = [min(slice_size, h) for h in heads]
+        elif isinstance(slice_size, list) and len(slice_size) == len(blocks):
+            for block, size in zip(blocks, slice_size, strict=True):
+                block.check_slice_size(size)  # all checked before any layer changes
+            sizes = slice_size
+        else:
+            raise ValueError(
+                f"`slice_size` must be 'auto', 'max', a number of heads >= 1, a list with one entry per attention layer "
+                f"({len(blocks)}, with {heads} heads) or None, got {slice_size!r}."
+            )
+        for block, size in zip(blocks, sizes, strict=True):
+            block.set_attention_slice(size)
 
     def _check_inputs(self, sample, encoder_hidden_states, low_res, inpaint_image, inpaint_mask):
         config = self.config

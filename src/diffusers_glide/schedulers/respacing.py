@@ -1,4 +1,4 @@
-"""GLIDE's noise schedules and timestep respacing, as pure float64 numpy functions.
+"""GLIDE's noise schedules, timestep respacing and process tables, as pure float64 numpy functions.
 
 GLIDE (like improved DDPM) is trained on a `num_train_timesteps`-step process and sampled on a *respaced*
 process that keeps only some of the original timesteps. The kept steps are named by a respacing string
@@ -174,18 +174,22 @@ def space_timesteps(num_train_timesteps: int, respacing: str) -> list[int]:
 
 
 @dataclass(frozen=True)
-class RespacedProcess:
+class DiffusionProcess:
     """
-    The float64 arrays of a respaced diffusion process, indexed by the respaced step `i` (0 = least noisy).
+    The float64 arrays of a diffusion process, indexed by its step `i` (0 = least noisy).
 
-    The names are those of GLIDE's `SpacedDiffusion` attributes. `timestep_map[i]` is the original timestep of
-    respaced step `i`, which is what the model is conditioned on.
+    The names are those of GLIDE's `GaussianDiffusion` attributes (plus `log_betas`). `timestep_map[i]` is the
+    original timestep of step `i`, which is what the model is conditioned on: for the original process it is `i`,
+    for a respaced one (GLIDE's `SpacedDiffusion`) the kept original timestep.
     """
 
     timestep_map: np.ndarray
     betas: np.ndarray
+    log_betas: np.ndarray
     alphas_cumprod: np.ndarray
     alphas_cumprod_prev: np.ndarray
+    sqrt_alphas_cumprod: np.ndarray
+    sqrt_one_minus_alphas_cumprod: np.ndarray
     sqrt_recip_alphas_cumprod: np.ndarray
     sqrt_recipm1_alphas_cumprod: np.ndarray
     posterior_variance: np.ndarray
@@ -197,13 +201,56 @@ class RespacedProcess:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-def compute_respaced_process(original_betas: np.ndarray, timesteps: list[int]) -> RespacedProcess:
+# The name the scheduler's `respaced_process` attribute has always had.
+RespacedProcess = DiffusionProcess
+
+
+def compute_process(betas: np.ndarray, timestep_map: np.ndarray | None = None) -> DiffusionProcess:
+    """
+    Every array of the process with these betas, in float64, as GLIDE's `GaussianDiffusion` computes them.
+
+    Args:
+        betas (`np.ndarray`):
+            The betas of the process, shape `(N,)` with `N >= 2`.
+        timestep_map (`np.ndarray`, *optional*):
+            The original timestep of each step; defaults to `0..N-1` (the original process itself).
+
+    Returns:
+        [`DiffusionProcess`]: the arrays, each of shape `(N,)`.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    if len(betas) < 2:
+        # A one-step process has no posterior variance to take the clipped log-variance from.
+        raise ValueError(f"A GLIDE diffusion process needs at least 2 steps, got {len(betas)}.")
+    alphas = 1.0 - betas
+    alphas_cumprod = np.cumprod(alphas)
+    alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
+    posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+    return DiffusionProcess(
+        timestep_map=np.arange(len(betas)) if timestep_map is None else timestep_map,
+        betas=betas,
+        log_betas=np.log(betas),
+        alphas_cumprod=alphas_cumprod,
+        alphas_cumprod_prev=alphas_cumprod_prev,
+        sqrt_alphas_cumprod=np.sqrt(alphas_cumprod),
+        sqrt_one_minus_alphas_cumprod=np.sqrt(1.0 - alphas_cumprod),
+        sqrt_recip_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod),
+        sqrt_recipm1_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod - 1),
+        posterior_variance=posterior_variance,
+        # The posterior variance is 0 at the first step; its log is taken from the second step instead.
+        posterior_log_variance_clipped=np.log(np.append(posterior_variance[1], posterior_variance[1:])),
+        posterior_mean_coef1=betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
+        posterior_mean_coef2=(1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
+    )
+
+
+def compute_respaced_process(original_betas: np.ndarray, timesteps: list[int]) -> DiffusionProcess:
     """
     The respaced process that keeps `timesteps` of the process with betas `original_betas`.
 
     The new betas make the respaced cumulative alphas equal the original ones at the kept steps:
     `beta_i = 1 - abar[t_i] / abar[t_(i-1)]` (with `abar` before the first kept step = 1). Every other array is
-    recomputed from these betas in float64.
+    recomputed from these betas in float64 (see [`compute_process`]).
 
     Args:
         original_betas (`np.ndarray`):
@@ -212,37 +259,16 @@ def compute_respaced_process(original_betas: np.ndarray, timesteps: list[int]) -
             The kept original timesteps (e.g. from [`space_timesteps`]): unique, in `[0, T)`, at least 2.
 
     Returns:
-        [`RespacedProcess`]: the arrays, each of shape `(len(timesteps),)`.
+        [`DiffusionProcess`]: the arrays, each of shape `(len(timesteps),)`.
     """
     original_betas = np.asarray(original_betas, dtype=np.float64)
     total = len(original_betas)
     kept = np.array(sorted(int(t) for t in timesteps), dtype=np.int64)
     if len(kept) < 2:
-        # A one-step process has no posterior variance to take the clipped log-variance from.
         raise ValueError(f"A respaced GLIDE process needs at least 2 timesteps, got {kept.tolist()}.")
     if len(np.unique(kept)) != len(kept) or kept[0] < 0 or kept[-1] >= total:
         raise ValueError(f"Timesteps must be unique and in [0, {total}), got {kept.tolist()}.")
 
-    original_alphas_cumprod = np.cumprod(1.0 - original_betas)
-    kept_alphas_cumprod = original_alphas_cumprod[kept]
+    kept_alphas_cumprod = np.cumprod(1.0 - original_betas)[kept]
     previous = np.concatenate([[1.0], kept_alphas_cumprod[:-1]])
-    betas = 1.0 - kept_alphas_cumprod / previous
-
-    alphas = 1.0 - betas
-    alphas_cumprod = np.cumprod(alphas)
-    alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
-    posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-    # The posterior variance is 0 at the first step; its log is taken from the second step instead.
-    posterior_log_variance_clipped = np.log(np.append(posterior_variance[1], posterior_variance[1:]))
-    return RespacedProcess(
-        timestep_map=kept,
-        betas=betas,
-        alphas_cumprod=alphas_cumprod,
-        alphas_cumprod_prev=alphas_cumprod_prev,
-        sqrt_recip_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod),
-        sqrt_recipm1_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod - 1),
-        posterior_variance=posterior_variance,
-        posterior_log_variance_clipped=posterior_log_variance_clipped,
-        posterior_mean_coef1=betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
-        posterior_mean_coef2=(1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
-    )
+    return compute_process(1.0 - kept_alphas_cumprod / previous, timestep_map=kept)

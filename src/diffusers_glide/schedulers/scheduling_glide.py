@@ -17,7 +17,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .respacing import BETA_SCHEDULES, RespacedProcess, compute_respaced_process, get_beta_schedule, space_timesteps
+from .forward_process import ForwardProcess
+from .respacing import BETA_SCHEDULES, DiffusionProcess, compute_respaced_process, space_timesteps
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -173,16 +174,13 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         # wherever GLIDE's defaults were used. Keep every value explicit.
         self._internal_dict = FrozenDict({k: v for k, v in self._internal_dict.items() if k != "_use_default_values"})
 
-        betas = get_beta_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
-        alphas_cumprod = np.cumprod(1.0 - betas)
-        # The original (un-respaced) process, for training (`add_noise`). float32 copies like DDPMScheduler's;
-        # `add_noise` itself uses float64 square roots.
-        self.betas = torch.from_numpy(betas).float()
+        # The original (un-respaced) process: `add_noise` (training) uses its float64 tables; the float32 copies
+        # are those of DDPMScheduler, for code that reads them.
+        self.forward_process = ForwardProcess.from_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
+        original = self.forward_process.process
+        self.betas = torch.from_numpy(original.betas).float()
         self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = torch.from_numpy(alphas_cumprod).float()
-        self._sqrt_alphas_cumprod = torch.from_numpy(np.sqrt(alphas_cumprod))
-        self._sqrt_one_minus_alphas_cumprod = torch.from_numpy(np.sqrt(1.0 - alphas_cumprod))
-        self._original_betas = betas
+        self.alphas_cumprod = torch.from_numpy(original.alphas_cumprod).float()
 
         self.init_noise_sigma = 1.0
         if not isinstance(timestep_respacing, str):
@@ -277,8 +275,8 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
             kept = space_timesteps(total, respacing)
             description = f"respacing {respacing!r}"
 
-        process = compute_respaced_process(self._original_betas, kept)
-        self.respaced_process: RespacedProcess = process
+        process = compute_respaced_process(self.forward_process.process.betas, kept)
+        self.respaced_process: DiffusionProcess = process
         self.num_inference_steps = len(kept)
         self._schedule_description = description
         self._respaced_index = {int(t): i for i, t in enumerate(process.timestep_map)}
@@ -301,16 +299,16 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         return sorted(values)
 
     @staticmethod
-    def _precompute_step_values(process: RespacedProcess) -> np.ndarray:
+    def _precompute_step_values(process: DiffusionProcess) -> np.ndarray:
         abar, abar_prev = process.alphas_cumprod, process.alphas_cumprod_prev
         columns = {
             "sqrt_recip_alphas_cumprod": process.sqrt_recip_alphas_cumprod,
             "sqrt_recipm1_alphas_cumprod": process.sqrt_recipm1_alphas_cumprod,
             "posterior_mean_coef1": process.posterior_mean_coef1,
             "posterior_mean_coef2": process.posterior_mean_coef2,
-            "log_beta": np.log(process.betas),
+            "log_beta": process.log_betas,
             "posterior_log_variance_clipped": process.posterior_log_variance_clipped,
-            "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - abar),
+            "sqrt_one_minus_alphas_cumprod": process.sqrt_one_minus_alphas_cumprod,
             "sqrt_alphas_cumprod_prev": np.sqrt(abar_prev),
             "one_minus_alphas_cumprod_prev": 1.0 - abar_prev,
             # DDIM's sigma for eta = 1.
@@ -324,6 +322,8 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
                 raise ValueError(
                     f"`timestep` must be a single original timestep, got a tensor of shape {tuple(timestep.shape)}."
                 )
+            # The one value a step must read on the host: it picks the row of float64 step values and tells the
+            # last step. Free for a CPU tensor; for an accelerator tensor it waits for the model output.
             timestep = timestep.item()
         if isinstance(timestep, bool) or not isinstance(timestep, (int, float, np.integer, np.floating)):
             raise ValueError(f"`timestep` must be an integer original timestep, got {timestep!r}.")
@@ -409,8 +409,10 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         sigma = eta * values["ddim_sigma_per_eta"]
         values["ddim_sigma"] = sigma
         values["ddim_eps_coef"] = math.sqrt(values["one_minus_alphas_cumprod_prev"] - sigma**2)
-        # The float64 values become float32 scalars (for a float32 sample) before any maths, like the reference.
-        c = dict(zip(values, torch.tensor(list(values.values()), dtype=dtype, device=device).unbind(), strict=True))
+        # The float64 values are rounded to float32 (for a float32 sample) before any maths, like the reference. As
+        # Python numbers rather than tensors they need no copy to the device (which would synchronise every step).
+        rounded = np.float64 if dtype == torch.float64 else np.float32
+        c = {name: float(rounded(value)) for name, value in values.items()}
 
         x_t = sample.to(dtype)
         eps, v = model_output.to(dtype).split(channels, dim=1)
@@ -457,7 +459,8 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
     ) -> torch.Tensor:
         """
         Noise clean samples with the ORIGINAL (un-respaced) process, for training:
-        `sqrt(alphas_cumprod[t]) * x0 + sqrt(1 - alphas_cumprod[t]) * noise`.
+        `sqrt(alphas_cumprod[t]) * x0 + sqrt(1 - alphas_cumprod[t]) * noise` (see [`ForwardProcess.add_noise`], which
+        the training loss uses too).
 
         Args:
             original_samples (`torch.Tensor`):
@@ -465,21 +468,10 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
             noise (`torch.Tensor`):
                 Standard normal noise shaped like `original_samples`.
             timesteps (`torch.IntTensor`):
-                One original timestep in `[0, num_train_timesteps)` per sample (or a single one for all).
+                One original timestep in `[0, num_train_timesteps)` per sample (or a single one for all). They are
+                checked when on the CPU, where reading them costs nothing.
 
         Returns:
             `torch.Tensor`: the noisy samples, in the dtype of `original_samples`.
         """
-        dtype = torch.float64 if original_samples.dtype == torch.float64 else torch.float32
-        timesteps = torch.as_tensor(timesteps).to("cpu", torch.int64).reshape(-1)
-        if timesteps.numel() and (timesteps.min() < 0 or timesteps.max() >= self.config.num_train_timesteps):
-            raise ValueError(
-                f"`timesteps` must be original timesteps in [0, {self.config.num_train_timesteps}), got "
-                f"{timesteps.tolist()}."
-            )
-        shape = (-1,) + (1,) * (original_samples.ndim - 1)
-        device = original_samples.device
-        sqrt_alpha = self._sqrt_alphas_cumprod[timesteps].to(device=device, dtype=dtype).reshape(shape)
-        sqrt_one_minus = self._sqrt_one_minus_alphas_cumprod[timesteps].to(device=device, dtype=dtype).reshape(shape)
-        noisy = sqrt_alpha * original_samples.to(dtype) + sqrt_one_minus * noise.to(device=device, dtype=dtype)
-        return noisy.to(original_samples.dtype)
+        return self.forward_process.add_noise(original_samples, noise, timesteps)

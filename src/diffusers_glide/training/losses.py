@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ..schedulers.respacing import get_beta_schedule
+from ..schedulers.forward_process import ForwardProcess
 
 
 @dataclass
@@ -78,22 +77,8 @@ class GlideDiffusionLoss:
         beta_end: float = 0.02,
         vb_weight: float = 1.0,
     ):
-        betas = get_beta_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
-        alphas_cumprod = np.cumprod(1.0 - betas)
-        alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
-        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-        tables = {
-            "sqrt_alphas_cumprod": np.sqrt(alphas_cumprod),
-            "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - alphas_cumprod),
-            "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod),
-            "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod - 1.0),
-            # the posterior variance is 0 at t = 0: its log is clipped to the value at t = 1, as in GLIDE
-            "posterior_log_variance_clipped": np.log(np.append(posterior_variance[1], posterior_variance[1:])),
-            "posterior_mean_coef1": betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
-            "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * np.sqrt(1.0 - betas) / (1.0 - alphas_cumprod),
-            "log_betas": np.log(betas),
-        }
-        self.tables = {name: torch.from_numpy(values) for name, values in tables.items()}
+        # The class GlideScheduler.add_noise uses too: one home for the forward-process tables and `add_noise`.
+        self.process = ForwardProcess.from_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
         self.num_train_timesteps = num_train_timesteps
         self.vb_weight = vb_weight
 
@@ -114,19 +99,15 @@ class GlideDiffusionLoss:
         )
 
     def _gather(self, name: str, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        values = self.tables[name].to(timesteps.device)[timesteps].to(torch.float32)
-        return values.view(-1, *([1] * (like.ndim - 1)))
+        return self.process.gather(name, timesteps, like)
 
     def sample_timesteps(self, batch_size: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
         """Uniformly sampled training timesteps."""
         return torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator).to(device)
 
     def add_noise(self, x_start: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise."""
-        return (
-            self._gather("sqrt_alphas_cumprod", timesteps, x_start) * x_start
-            + self._gather("sqrt_one_minus_alphas_cumprod", timesteps, x_start) * noise
-        )
+        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise, as `GlideScheduler.add_noise` computes it."""
+        return self.process.add_noise(x_start, noise, timesteps)
 
     def posterior_mean(self, x_start, x_t, timesteps):
         return (
