@@ -312,7 +312,9 @@ def test_non_string_prompt_raises(tokenizer, prompts):
 
 
 def test_lone_surrogate_raises(tokenizer):
-    with pytest.raises(ValueError, match=r"`prompts\[1\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"):
+    with pytest.raises(
+        ValueError, match=r"`prompts\[1\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"
+    ):
         tokenize_clip_prompts(tokenizer, ["a cat", "a \udcff dog"])
 
 

@@ -150,7 +150,9 @@ def test_truncation_warning_of_a_huge_prompt_stays_short(tokenizer, caplog):
 
 
 def test_lone_surrogate_raises(tokenizer):
-    with pytest.raises(ValueError, match=r"`prompts\[0\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"):
+    with pytest.raises(
+        ValueError, match=r"`prompts\[0\]` is not valid text: '\\udcff' at position 2 is a lone surrogate"
+    ):
         tokenize_prompts(tokenizer, "a \udcff dog", CONTEXT)
 
 

@@ -317,7 +317,9 @@ def tokenize_clip_prompts(
         position += len(segments)
         if len(tokens) > max_tokens:
             removed = tokenizer.decode(tokens[max_tokens:])
-            warn_truncated(logger, i, len(tokens), max_tokens, removed, "the CLIP text context (besides its start and end tokens)")
+            warn_truncated(
+                logger, i, len(tokens), max_tokens, removed, "the CLIP text context (besides its start and end tokens)"
+            )
             tokens = tokens[:max_tokens]
         row = [specials[START_OF_TEXT], *tokens, specials[END_OF_TEXT]]
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)

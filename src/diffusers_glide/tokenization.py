@@ -190,7 +190,9 @@ def prompt_list(prompts: str | Sequence[str], name: str = "prompts") -> list[str
         raise ValueError(f"`{name}` is an empty list; pass at least one prompt (use '' for an empty prompt).")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise TypeError(f"Every prompt must be a string, but `{name}[{i}]` is a {type(prompt).__name__}: {prompt!r}.")
+            raise TypeError(
+                f"Every prompt must be a string, but `{name}[{i}]` is a {type(prompt).__name__}: {prompt!r}."
+            )
         try:
             prompt.encode("utf-8")
         except UnicodeEncodeError as error:
