@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -79,7 +80,10 @@ def converted_folders(tmp_path_factory) -> dict[str, Path]:
     folders = {}
     for model_type in MODEL_TYPES:
         converted = convert_glide_checkpoint(
-            fixtures_path("glide_reference") / f"{model_type}.pt", model_type, fixtures_path("tokenizers"), reference_options(model_type)
+            fixtures_path("glide_reference") / f"{model_type}.pt",
+            model_type,
+            fixtures_path("tokenizers"),
+            reference_options(model_type),
         )
         folders[model_type] = write_pipeline_folder(converted, root / model_type)
     return folders
@@ -95,7 +99,10 @@ def converted_clip_folder(tmp_path_factory) -> Path:
     """The fixture's noised CLIP (both towers and the CLIP tokenizer) converted once by our converter."""
     from diffusers_glide.conversion import convert_clip_checkpoints, write_pipeline_folder
 
-    paths = [fixtures_path("glide_reference") / "clip_image_enc.pt", fixtures_path("glide_reference") / "clip_text_enc.pt"]
+    paths = [
+        fixtures_path("glide_reference") / "clip_image_enc.pt",
+        fixtures_path("glide_reference") / "clip_text_enc.pt",
+    ]
     converted = convert_clip_checkpoints(paths, fixtures_path("tokenizers"), clip_options())
     return write_pipeline_folder(converted, tmp_path_factory.mktemp("converted") / "clip")
 
@@ -122,3 +129,51 @@ def recorded_noise_scheduler(scheduler, step_noise, batch: int):
     replay = RecordedNoiseScheduler.from_config(scheduler.config)
     replay._recorded = [noise[:batch] for noise in step_noise]
     return replay
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny random components (no fixtures needed)
+
+TINY_UNET_CONFIG = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "attention_levels": (False, True),
+    "attention_head_dim": 16,
+    "encoder_hid_dim": 16,
+    "dropout": 0.0,
+}
+TINY_WORDS = ["a", "red", "blue", "green", "circle", "square", "triangle", "on", "background"]
+
+
+def tiny_unet(sample_size: int = 8, seed: int = 0, **overrides):
+    """A tiny random GlideUNet2DModel (two levels, attention at the second), base unless `overrides` say otherwise."""
+    from diffusers_glide import GlideUNet2DModel
+
+    torch.manual_seed(seed)
+    return GlideUNet2DModel(**{"sample_size": sample_size, **TINY_UNET_CONFIG, **overrides}).eval()
+
+
+def tiny_text_encoder(seed: int = 0, **overrides):
+    """A tiny random GlideTextEncoder (width 16, context 8, GPT-2's vocabulary unless `overrides` say otherwise)."""
+    from diffusers_glide import GlideTextEncoder
+
+    torch.manual_seed(seed)
+    config = {"context_length": 8, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2}
+    return GlideTextEncoder(**{**config, **overrides}).eval()
+
+
+def tiny_components(variant: str = "base", sample_size: int | None = None, **scheduler_config) -> dict:
+    """unet / text_encoder / tokenizer / scheduler of a tiny pipeline of `variant` (a word-level tokenizer)."""
+    from diffusers_glide import GlideScheduler
+    from diffusers_glide.tokenization import build_word_level_tokenizer
+    from diffusers_glide.variants import get_variant
+
+    flags = get_variant(variant)
+    size = sample_size or (16 if flags.super_resolution else 8)
+    tokenizer = build_word_level_tokenizer(TINY_WORDS, context_length=8)
+    return {
+        "unet": tiny_unet(size, super_resolution=flags.super_resolution, inpainting=flags.inpainting),
+        "text_encoder": tiny_text_encoder(vocab_size=len(tokenizer)),
+        "tokenizer": tokenizer,
+        "scheduler": GlideScheduler(**{"timestep_respacing": "4", **scheduler_config}),
+    }

@@ -2,38 +2,22 @@
 
 import numpy as np
 import torch
-from conftest import TOKENIZERS_DIR
+from conftest import TOKENIZERS_DIR, tiny_text_encoder, tiny_unet
 
 from diffusers_glide import (
     GlideInpaintPipeline,
     GlideScheduler,
-    GlideTextEncoder,
-    GlideUNet2DModel,
     GlideUpsamplePipeline,
     build_glide_tokenizer,
 )
 
 
 def _components(sample_size, super_resolution, schedule, respacing):
-    torch.manual_seed(0)
-    unet = GlideUNet2DModel(
-        sample_size=sample_size,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=16,
-        dropout=0.0,
-        inpainting=True,
-        super_resolution=super_resolution,
-    )
-    text_encoder = GlideTextEncoder(context_length=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    scheduler = GlideScheduler(beta_schedule=schedule, timestep_respacing=respacing)
     return {
-        "unet": unet.eval(),
-        "text_encoder": text_encoder.eval(),
+        "unet": tiny_unet(sample_size, inpainting=True, super_resolution=super_resolution),
+        "text_encoder": tiny_text_encoder(),
         "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
-        "scheduler": scheduler,
+        "scheduler": GlideScheduler(beta_schedule=schedule, timestep_respacing=respacing),
     }
 
 

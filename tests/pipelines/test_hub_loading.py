@@ -33,10 +33,10 @@ from huggingface_hub.utils import filter_repo_objects
 
 import diffusers_glide
 from diffusers_glide import GlidePipeline, GlideTextEncoder, GlideUNet2DModel
-from diffusers_glide.conversion.options import PIPELINE_CLASS
 from diffusers_glide.pipelines import hub
 from diffusers_glide.pipelines.hub import pipeline_file_patterns
 from diffusers_glide.pipelines.pipeline_glide_base import GlideBasePipeline
+from diffusers_glide.variants import VARIANTS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LFS_SUFFIXES = (".safetensors", ".bin")
@@ -278,9 +278,7 @@ def test_download_patterns_fetch_only_what_a_pipeline_folder_needs():
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_each_glide_pipeline_loads_its_repo_from_the_hub(offline_hub, converted_folders, model_type):
-    pipeline_class = getattr(diffusers_glide, PIPELINE_CLASS[model_type], None)
-    if pipeline_class is None:
-        pytest.skip(f"{PIPELINE_CLASS[model_type]} is not available yet")
+    pipeline_class = getattr(diffusers_glide, VARIANTS[model_type].pipeline_class)
     folder = converted_folders[model_type]
     cache_hub_repo(offline_hub, f"someone/glide-{model_type}", folder)
     pipe = pipeline_class.from_pretrained(f"someone/glide-{model_type}")
@@ -366,9 +364,13 @@ def test_code_shims_in_the_repo_would_not_help(offline_hub, converted_folders, t
     model_index["_class_name"] = ["pipeline_glide", "GlidePipeline"]
     (folder / "model_index.json").write_text(json.dumps(model_index))
 
-    # 1. Every loader, GlidePipeline's too, would then need trust_remote_code=True: diffusers prefers a
-    #    pipeline / component `.py` found in the folder to the installed class.
+    # 1. diffusers would then prefer the `.py` found in the folder to the installed class and need
+    #    trust_remote_code=True; GlidePipeline never runs code from a folder and refuses it.
     with pytest.raises(ValueError, match="contains custom code in pipeline_glide.py"):
+        DiffusionPipeline.from_pretrained(folder)
+    with pytest.raises(
+        ValueError, match=r"names custom pipeline code as its class \(\['pipeline_glide', 'GlidePipeline'\]\)"
+    ):
         GlidePipeline.from_pretrained(folder)
     # 2. From the Hub, diffusers asks the Hub for the commit of the code file (get_cached_module_file ->
     #    model_info) even when everything is cached, so this route never works offline.

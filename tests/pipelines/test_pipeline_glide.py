@@ -6,14 +6,19 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, recorded_noise_scheduler
+from conftest import (
+    TOKENIZERS_DIR,
+    load_reference,
+    max_abs_diff,
+    recorded_noise_scheduler,
+    tiny_text_encoder,
+    tiny_unet,
+)
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from diffusers_glide import (
     GlidePipeline,
     GlideScheduler,
-    GlideTextEncoder,
-    GlideUNet2DModel,
     build_glide_tokenizer,
 )
 
@@ -109,20 +114,12 @@ def test_dpm_solver_multistep_runs_with_learned_variance_output(converted_folder
 
 
 def get_dummy_components():
-    torch.manual_seed(0)
-    unet = GlideUNet2DModel(
-        sample_size=8,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=16,
-        dropout=0.0,
-    )
-    text_encoder = GlideTextEncoder(context_length=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    tokenizer = build_glide_tokenizer(TOKENIZERS_DIR)
-    scheduler = GlideScheduler(timestep_respacing="4")
-    return {"unet": unet.eval(), "text_encoder": text_encoder.eval(), "tokenizer": tokenizer, "scheduler": scheduler}
+    return {
+        "unet": tiny_unet(),
+        "text_encoder": tiny_text_encoder(),
+        "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
+        "scheduler": GlideScheduler(timestep_respacing="4"),
+    }
 
 
 def get_dummy_inputs(seed=0, **overrides):
@@ -281,7 +278,7 @@ def test_bad_inputs(pipe):
     with pytest.raises(ValueError, match=r"`latents` must have shape \(1, 3, 8, 8\)"):
         pipe(**get_dummy_inputs(latents=torch.zeros(1, 3, 4, 4)))
     with pytest.raises(ValueError, match="`output_type` must be one of"):
-        pipe(**get_dummy_inputs(output_type="latent"))
+        pipe(**get_dummy_inputs(output_type="latents"))
     with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
         pipe(**get_dummy_inputs(), callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["noise"])
     with pytest.raises(ValueError, match="2 generators for a batch of 1"):
@@ -289,16 +286,12 @@ def test_bad_inputs(pipe):
     with pytest.raises(ValueError, match="num_images_per_prompt"):
         pipe(**get_dummy_inputs(num_images_per_prompt=0))
     components = get_dummy_components()
-    components["unet"] = GlideUNet2DModel(
-        sample_size=8,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=16,
-        super_resolution=True,
-    )
-    with pytest.raises(ValueError, match="needs a base text-to-image UNet, got an upsampling UNet"):
+    components["unet"] = tiny_unet(super_resolution=True)
+    with pytest.raises(
+        ValueError,
+        match=r"GlidePipeline cannot run this UNet: it is a GLIDE 'upsample' model \(super_resolution=True, "
+        r"inpainting=False\); use GlideUpsamplePipeline",
+    ):
         GlidePipeline(**components)
 
 
@@ -337,8 +330,7 @@ def test_fast_solvers_from_the_glide_config_clip_x0_like_glide():
 
 
 def test_torch_compile_is_a_working_opt_in(pipe):
-    """`pipe.unet = torch.compile(pipe.unet)` samples the same images (the text key/value cache steps aside
-    while compiling)."""
+    """`pipe.unet = torch.compile(pipe.unet)` samples the same images."""
     expected = pipe(**get_dummy_inputs(output_type="pt")).images
     pipe.unet = torch.compile(pipe.unet)
     np.testing.assert_allclose(pipe(**get_dummy_inputs(output_type="pt")).images, expected, atol=1e-5)

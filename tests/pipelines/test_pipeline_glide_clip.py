@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, recorded_noise_scheduler
-from diffusers import DDIMScheduler
+from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, public_config, recorded_noise_scheduler
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
 from test_pipeline_glide import get_dummy_components, get_dummy_inputs
 
 from diffusers_glide import (
@@ -261,7 +261,7 @@ def test_bfloat16_clip_guidance_runs(pipe):
 
 
 def test_bad_clip_inputs(pipe, caplog):
-    with pytest.raises(ValueError, match=r"`clip_guidance_scale` must be >= 0 \(0 disables CLIP guidance\), got -1"):
+    with pytest.raises(ValueError, match=r"`clip_guidance_scale` must be >= 0, got -1"):
         pipe(**get_dummy_inputs(clip_guidance_scale=-1.0))
     with pytest.raises(ValueError, match=r"`clip_prompt` has 2 prompts for 3 prompts"):
         pipe(**get_dummy_inputs(prompt=["a", "b", "c"], clip_prompt=["a", "b"], clip_guidance_scale=1.0))
@@ -278,3 +278,16 @@ def test_bad_clip_inputs(pipe, caplog):
     with caplog.at_level(logging.WARNING, logger=PIPELINE_LOGGER):
         pipe(**get_dummy_inputs(clip_prompt="a blue square"))
     assert "`clip_prompt` is ignored: CLIP guidance is off" in caplog.text
+
+
+def test_clip_checks_moved_out_of_the_models(pipe):
+    # The noised-CLIP encoders do not read tensor values (a device sync per step); the pipeline checks once per
+    # call what they would have: integer timesteps in the CLIP's table, a tokenizer that fits the text encoder.
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match=r"CLIP guidance needs integer timesteps, but the scheduler gives \[999.0, "):
+        pipe(**get_dummy_inputs(clip_guidance_scale=1.0, num_inference_steps=7))
+    pipe.scheduler = GlideScheduler(timestep_respacing="4")
+    small = GlideCLIPTextEncoder(**{**public_config(pipe.clip_text_encoder.config), "vocab_size": 100})
+    pipe.register_modules(clip_text_encoder=small)
+    with pytest.raises(ValueError, match=r"The CLIP tokenizer has 49408 tokens but the CLIP text encoder only 100"):
+        pipe(**get_dummy_inputs(clip_guidance_scale=1.0))

@@ -6,14 +6,19 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, recorded_noise_scheduler
+from conftest import (
+    TOKENIZERS_DIR,
+    load_reference,
+    max_abs_diff,
+    recorded_noise_scheduler,
+    tiny_text_encoder,
+    tiny_unet,
+)
 from diffusers import DDIMScheduler
 
 from diffusers_glide import (
     GlideInpaintPipeline,
     GlideScheduler,
-    GlideTextEncoder,
-    GlideUNet2DModel,
     build_glide_tokenizer,
 )
 
@@ -58,28 +63,13 @@ def test_inpaint_trajectory_replayed_with_recorded_noise(converted_folders):
 # Fast tests with tiny random components
 
 
-def tiny_unet(**overrides) -> GlideUNet2DModel:
-    config = dict(
-        sample_size=SIZE,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=16,
-        encoder_hid_dim=16,
-        inpainting=True,
-        dropout=0.0,
-    )
-    config.update(overrides)
-    return GlideUNet2DModel(**config)
-
-
 def get_dummy_components():
-    torch.manual_seed(0)
-    unet = tiny_unet()
-    text_encoder = GlideTextEncoder(context_length=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    tokenizer = build_glide_tokenizer(TOKENIZERS_DIR)
-    scheduler = GlideScheduler(timestep_respacing="4")
-    return {"unet": unet.eval(), "text_encoder": text_encoder.eval(), "tokenizer": tokenizer, "scheduler": scheduler}
+    return {
+        "unet": tiny_unet(SIZE, inpainting=True),
+        "text_encoder": tiny_text_encoder(),
+        "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
+        "scheduler": GlideScheduler(timestep_respacing="4"),
+    }
 
 
 def dummy_image_array(seed=0, size=SIZE) -> np.ndarray:
@@ -230,11 +220,20 @@ def test_mask_formats_and_convention(pipe):
     assert np.abs(inverted - reference[0]).max() > 0.1
 
 
-def test_uint8_mask_of_zeros_and_ones_warns(pipe, caplog):
-    with caplog.at_level(logging.WARNING):
-        output = pipe(**get_dummy_inputs(mask_image=(dummy_mask_array() > 0).astype(np.uint8))).images[0]
-    assert "uint8 array holding only 0 and 1" in caplog.text
-    np.testing.assert_array_equal((output * 255).round(), dummy_image_array())  # 1 / 255 < 0.5: all kept
+def test_mask_with_nothing_to_repaint_is_an_error(pipe):
+    # A uint8 mask of 0 and 1 is read in 0..255 (1 / 255 < 0.5): it keeps everything, which is refused.
+    message = (
+        r"`mask_image` 0 has nothing to repaint at the model's 16x16: it is all black \(keep\), or its white region "
+        r"vanished when it was resized from 16x16\. White / 1 marks the pixels to repaint \(uint8 masks are read in "
+        r"0\.\.255, so 1 is nearly black\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        pipe(**get_dummy_inputs(mask_image=(dummy_mask_array() > 0).astype(np.uint8)))
+    # A white region smaller than a model pixel vanishes in the nearest-neighbour resize: the same rule.
+    big = np.zeros((4 * SIZE, 4 * SIZE), np.uint8)
+    big[0, 0] = 255
+    with pytest.raises(ValueError, match=r"`mask_image` 1 has nothing to repaint .* resized from 64x64"):
+        pipe(**get_dummy_inputs(prompt=["a", "b"], mask_image=[dummy_mask_array(), big]))
 
 
 def test_image_formats_give_the_same_result(pipe):
@@ -265,13 +264,13 @@ def test_larger_image_and_mask_are_resized(pipe):
         mask,
         torch.from_numpy(mask.astype(np.float32) / 255.0),
     ):
-        repaint, sizes = pipe.prepare_repaint_mask(mask_image)
+        repaint, sizes = pipe.image_processor.read_masks(mask_image, "mask_image", SIZE)
         assert sizes == [(big, big)]
         assert torch.equal(repaint, expected_repaint), type(mask_image).__name__
     # A soft (gray-level) mask at a non-integer scale still gives a binary mask.
     soft = np.tile(np.linspace(0, 255, 40).round().astype(np.uint8), (40, 1))
     for mask_image in (PIL.Image.fromarray(soft), soft, torch.from_numpy(soft)):
-        repaint, _ = pipe.prepare_repaint_mask(mask_image)
+        repaint, _ = pipe.image_processor.read_masks(mask_image, "mask_image", SIZE)
         assert repaint.shape == (1, 1, SIZE, SIZE) and set(repaint.unique().tolist()) == {0.0, 1.0}
 
     # The image is resized with PIL's bicubic filter (as OpenAI's notebook); the kept pixels of the output are
@@ -284,7 +283,7 @@ def test_larger_image_and_mask_are_resized(pipe):
     np.testing.assert_array_equal(output[keep], resized[keep])
     # Tensors are resized with torch's antialiased bicubic, PIL's kernel: the same up to uint8 rounding.
     as_tensor = torch.from_numpy(np.array(source)).permute(2, 0, 1).float() / 255.0
-    pixels, sizes = pipe.prepare_known_image(as_tensor, "image")
+    pixels, sizes = pipe.image_processor.read_images(as_tensor, "image", size=SIZE)
     assert sizes == [(big, big)] and pixels.shape == (1, 3, SIZE, SIZE)
     expected = torch.from_numpy(resized).permute(2, 0, 1).float()[None] / 127.5 - 1
     assert max_abs_diff(pixels, expected) <= 2.5 / 127.5
@@ -292,11 +291,13 @@ def test_larger_image_and_mask_are_resized(pipe):
 
 def test_non_square_image_is_stretched_with_a_warning(pipe, caplog):
     image = PIL.Image.fromarray(dummy_image_array(size=2 * SIZE)[:SIZE])  # 16 x 32 (height x width)
-    mask = PIL.Image.new("L", (SIZE, SIZE // 2))  # 8 x 16: the image's aspect ratio; all black = keep everything
+    mask = PIL.Image.new("L", (SIZE, SIZE // 2))  # 8 x 16: the image's aspect ratio
+    mask.paste(255, (SIZE // 2, 0, SIZE, SIZE // 2))  # repaint the right half
     with caplog.at_level(logging.WARNING):
         output = pipe(**get_dummy_inputs(image=image, mask_image=mask, output_type="pil")).images[0]
     assert "is not square: it is stretched to 16x16" in caplog.text
-    np.testing.assert_array_equal(np.asarray(output), np.asarray(image.resize((SIZE, SIZE), PIL.Image.BICUBIC)))
+    stretched = np.asarray(image.resize((SIZE, SIZE), PIL.Image.BICUBIC))
+    np.testing.assert_array_equal(np.asarray(output)[:, : SIZE // 2], stretched[:, : SIZE // 2])
 
 
 def test_callback_sees_and_changes_latents(pipe):
@@ -351,9 +352,9 @@ def test_bad_inputs(pipe):
     with pytest.raises(ValueError, match="not matching the image 0 of size 16x16"):
         pipe(**get_dummy_inputs(mask_image=torch.zeros(1, 1, 20, 30)))
     # Channels
-    with pytest.raises(ValueError, match=r"`image` must be RGB \(3 channels\)"):
+    with pytest.raises(ValueError, match=r"`image` must be one RGB image or a batch of them"):
         pipe(**get_dummy_inputs(image=torch.rand(4, SIZE, SIZE)))
-    with pytest.raises(ValueError, match=r"`image` must be RGB \(3 channels\)"):
+    with pytest.raises(ValueError, match=r"`image` must be one RGB image or a batch of them"):
         pipe(**get_dummy_inputs(image=np.random.rand(SIZE, SIZE, 1).astype(np.float32)))
     with pytest.raises(ValueError, match=r"one RGB image or a batch of them, got shape \(16, 16\)"):
         pipe(**get_dummy_inputs(image=torch.rand(SIZE, SIZE)))
@@ -361,9 +362,9 @@ def test_bad_inputs(pipe):
         ValueError, match=r"`mask_image` must be a single-channel or RGB mask, got an array of shape \(1, 2"
     ):
         pipe(**get_dummy_inputs(mask_image=torch.zeros(1, 2, SIZE, SIZE)))
-    with pytest.raises(ValueError, match=r"`image` values must be in \[0, 1\].*got values in \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"`image` values must be floats in \[0, 1\].*got floats in \[0, 255\]"):
         pipe(**get_dummy_inputs(image=dummy_image_array().astype(np.float32)))
-    with pytest.raises(ValueError, match="must be PIL images, numpy arrays or torch tensors"):
+    with pytest.raises(TypeError, match="must be PIL images, numpy arrays or torch tensors"):
         pipe(**get_dummy_inputs(mask_image="mask.png"))
     # Batch sizes
     with pytest.raises(ValueError, match="`image` has 2 images but `mask_image` has 3 masks"):
@@ -374,10 +375,13 @@ def test_bad_inputs(pipe):
         pipe(**get_dummy_inputs(generator=[torch.Generator(), torch.Generator()]))
     # Wrong UNet
     for overrides, match in (
-        ({"inpainting": False}, "needs an inpainting UNet .* got a base text-to-image UNet: use GlidePipeline"),
-        ({"super_resolution": True}, "got a super-resolution UNet: use GlideUpsamplePipeline"),
+        (
+            {"inpainting": False},
+            "GlideInpaintPipeline cannot run this UNet: it is a GLIDE 'base' model .*; use GlidePipeline",
+        ),
+        ({"super_resolution": True}, "it is a GLIDE 'upsample-inpaint' model .*; use GlideUpsamplePipeline"),
     ):
         components = get_dummy_components()
-        components["unet"] = tiny_unet(**overrides)
+        components["unet"] = tiny_unet(SIZE, **{"inpainting": True, **overrides})
         with pytest.raises(ValueError, match=match):
             GlideInpaintPipeline(**components)

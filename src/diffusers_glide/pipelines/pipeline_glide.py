@@ -10,6 +10,8 @@ from transformers import CLIPTokenizer
 
 from ..clip_tokenization import tokenize_clip_prompts
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel
+from ..tokenization import prompt_list
+from .checks import check_hub_id, check_number, one_call_at_a_time
 from .clip_guidance import clip_guidance_gradient, normalize_embeddings
 from .pipeline_glide_base import GlideBasePipeline
 
@@ -73,12 +75,6 @@ class GlidePipeline(GlideBasePipeline):
         clip_text_encoder: GlideCLIPTextEncoder | None = None,
         clip_tokenizer: CLIPTokenizer | None = None,
     ):
-        if unet is not None and (unet.config.super_resolution or unet.config.inpainting):
-            kind = "an upsampling" if unet.config.super_resolution else "an inpainting"
-            raise ValueError(
-                f"GlidePipeline needs a base text-to-image UNet, got {kind} UNet: use GlideUpsamplePipeline or "
-                "GlideInpaintPipeline."
-            )
         super().__init__(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
         self.register_modules(
             clip_image_encoder=clip_image_encoder, clip_text_encoder=clip_text_encoder, clip_tokenizer=clip_tokenizer
@@ -95,6 +91,14 @@ class GlidePipeline(GlideBasePipeline):
                 `revision`, `local_files_only`); the dtype only applies to the two models.
         """
         tokenizer_kwargs = {k: v for k, v in kwargs.items() if k not in ("dtype", "torch_dtype")}
+        source = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(source):
+            check_hub_id(source, "noised-CLIP folder")
+        elif missing := [name for name in CLIP_COMPONENTS if not os.path.isdir(os.path.join(source, name))]:
+            raise OSError(
+                f"{source} is not a noised-CLIP folder: it lacks {', '.join(name + '/' for name in missing)} (expected "
+                "the output of `diffusers-glide convert --model_type clip`)."
+            )
         device = self.device
         components = {
             "clip_image_encoder": GlideCLIPImageEncoder.from_pretrained(
@@ -116,11 +120,7 @@ class GlidePipeline(GlideBasePipeline):
 
     def check_clip_inputs(self, clip_guidance_scale: float, clip_prompt, prompt, num_prompts: int) -> list[str] | None:
         """Validate the CLIP guidance arguments; returns the CLIP prompts (one per prompt), or None when disabled."""
-        if clip_guidance_scale < 0:
-            raise ValueError(
-                f"`clip_guidance_scale` must be >= 0 (0 disables CLIP guidance), got {clip_guidance_scale}."
-            )
-        if clip_guidance_scale == 0:
+        if check_number(clip_guidance_scale, "clip_guidance_scale", minimum=0) == 0:
             if clip_prompt is not None:
                 logger.warning("`clip_prompt` is ignored: CLIP guidance is off (`clip_guidance_scale` is 0).")
             return None
@@ -131,14 +131,21 @@ class GlidePipeline(GlideBasePipeline):
                 "load them with `pipe.load_clip_guidance(<folder converted with --model_type clip>)` or pass them to "
                 "`from_pretrained`."
             )
-        clip_prompts = self._prompt_list(clip_prompt, "clip_prompt") or self._prompt_list(prompt)
-        if clip_prompts is None:
+        if clip_prompt is None and prompt is None:
             raise ValueError("CLIP guidance with `prompt_embeds` needs the text for CLIP: pass `clip_prompt`.")
+        clip_prompts = (
+            prompt_list(clip_prompt, "clip_prompt") if clip_prompt is not None else prompt_list(prompt, "prompt")
+        )
         if len(clip_prompts) == 1:
             clip_prompts = clip_prompts * num_prompts
         if len(clip_prompts) != num_prompts:
             raise ValueError(
                 f"`clip_prompt` has {len(clip_prompts)} prompts for {num_prompts} prompts: give one, or one per prompt."
+            )
+        if len(self.clip_tokenizer) > self.clip_text_encoder.config.vocab_size:
+            raise ValueError(
+                f"The CLIP tokenizer has {len(self.clip_tokenizer)} tokens but the CLIP text encoder only "
+                f"{self.clip_text_encoder.config.vocab_size} token embeddings: they do not belong together."
             )
         clip_steps = self.clip_image_encoder.config.num_train_timesteps
         if self.scheduler.config.num_train_timesteps != clip_steps:
@@ -177,7 +184,20 @@ class GlidePipeline(GlideBasePipeline):
         text_embeds = normalize_embeddings(text_embeds.text_embeds.float())
         return text_embeds.repeat_interleave(num_images_per_prompt, dim=0)
 
+    def check_clip_timesteps(self, timesteps: torch.Tensor) -> None:
+        """The noised CLIP looks timesteps up in a table: they must be integer original steps in its range (checked
+        once per call on the CPU; the encoder itself does not check values, which would sync the device each step)."""
+        steps = timesteps.cpu()
+        limit = self.clip_image_encoder.config.num_train_timesteps
+        if steps.is_floating_point() and not torch.equal(steps, steps.round()):
+            raise ValueError(f"CLIP guidance needs integer timesteps, but the scheduler gives {steps.tolist()}.")
+        if steps.min() < 0 or steps.max() >= limit:
+            raise ValueError(
+                f"CLIP guidance needs timesteps in [0, {limit}), but the scheduler gives {steps.tolist()}."
+            )
+
     @torch.no_grad()
+    @one_call_at_a_time
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -214,7 +234,8 @@ class GlidePipeline(GlideBasePipeline):
             respacing (`str`, *optional*): A GLIDE respacing string ("100", "ddim50", "fast27", ...);
                 GlideScheduler only.
             guidance_scale (`float`, *optional*, defaults to 3.0):
-                Classifier-free guidance scale; values <= 1 disable guidance (a warning is logged below 1).
+                Classifier-free guidance scale; values <= 1 disable guidance (a warning is logged below 1). Read at
+                every step as `pipe.guidance_scale`, so a callback may change it (`pipe._guidance_scale = ...`).
             num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
                 Makes sampling deterministic; a list (one per image) makes each image independent of the batch.
@@ -222,12 +243,13 @@ class GlidePipeline(GlideBasePipeline):
             eta (`float`, *optional*, defaults to 0.0): DDIM noise scale (DDIM samplers only).
             prompt_embeds (`torch.Tensor`, *optional*): Precomputed text encoder states.
             negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional text encoder states.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]) or `"pt"`
-                (NCHW floats in [0, 1], the input format of [`GlideUpsamplePipeline`]).
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]), `"pt"`
+                (NCHW floats in [0, 1], the input format of [`GlideUpsamplePipeline`]) or `"latent"` (the raw NCHW
+                sample in [-1, 1]: GLIDE has no latent space).
             return_dict (`bool`, *optional*, defaults to `True`): Return an `ImagePipelineOutput`, else a tuple.
-            callback_on_step_end (`Callable`, *optional*):
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` after every step; may
-                return a dict with replacements (e.g. `{"latents": ...}`).
+                return a dict with replacements of the same shapes (e.g. `{"latents": ...}`), or None.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*): The tensors put in `callback_kwargs`,
                 among `"latents"`, `"prompt_embeds"`, `"negative_prompt_embeds"`.
             clip_guidance_scale (`float`, *optional*, defaults to 0.0):
@@ -253,14 +275,24 @@ class GlidePipeline(GlideBasePipeline):
             num_images_per_prompt,
             output_type,
             callback_on_step_end_tensor_inputs,
+            guidance_scale,
+            eta,
         )
         clip_prompts = self.check_clip_inputs(clip_guidance_scale, clip_prompt, prompt, num_prompts)
+        self._guidance_scale, self._interrupt = guidance_scale, False
+        batch = num_prompts * num_images_per_prompt
+        self.check_batch(batch, f"num_images_per_prompt={num_images_per_prompt} for {num_prompts} prompt(s)")
         device = self._execution_device
-        do_guidance = self._do_guidance(guidance_scale)
 
         # 2. Encode the prompts (GLIDE's text encoder, and CLIP's for CLIP guidance) once for the whole loop
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt, negative_prompt, do_guidance, num_images_per_prompt, device, prompt_embeds, negative_prompt_embeds
+            prompt,
+            negative_prompt,
+            self.do_classifier_free_guidance,
+            num_images_per_prompt,
+            device,
+            prompt_embeds,
+            negative_prompt_embeds,
         )
 
         guidance_gradient_fn = None
@@ -274,8 +306,9 @@ class GlidePipeline(GlideBasePipeline):
 
         # 3. Timesteps (original indices) and initial noise
         timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
+        if clip_prompts is not None:
+            self.check_clip_timesteps(timesteps)
         size = self.unet.config.sample_size
-        batch = num_prompts * num_images_per_prompt
         latents = self.prepare_latents((batch, self.unet.config.in_channels, size, size), generator, latents, device)
 
         # 4. Denoising loop
@@ -284,7 +317,6 @@ class GlidePipeline(GlideBasePipeline):
             timesteps,
             prompt_embeds,
             negative_prompt_embeds,
-            guidance_scale,
             conditioning={},
             generator=generator,
             eta=eta,

@@ -1,88 +1,175 @@
-"""What the three GLIDE pipelines share: prompt encoding, classifier-free guidance, the denoising loop.
+"""What the three GLIDE pipelines share: loading, input rules, prompt encoding, classifier-free guidance, the
+denoising loop.
 
-The loop runs with [`GlideScheduler`] (exactly GLIDE's sampler, including the x0 hook used to paste the
+The guidance scale is read at every step (callbacks may change it, as in diffusers); NaN / infinity produced by a
+step stops the call with an error naming it. The loop runs with [`GlideScheduler`] (exactly GLIDE's sampler, including the x0 hook used to paste the
 known region when inpainting) or with a diffusers scheduler built by `from_config` (DDPM, DDIM,
 DPM-Solver, ...). Those get the guided epsilon, plus the learned variance when their config says
 `variance_type="learned_range"`. When inpainting with them, the known region is pasted into x_t after
 each step, noised to the next timestep.
 """
 
+import functools
 import inspect
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import DiffusionPipeline
-from diffusers.image_processor import VaeImageProcessor
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub.utils import validate_hf_hub_args
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
-from ..tokenization import tokenize_prompts
-from .hub import download_pipeline_snapshot
+from ..tokenization import prompt_list, tokenize_prompts
+from ..variants import PIPELINE_CLASSES, variant_of_unet_config
+from .checks import check_generator, check_hub_id, check_number, check_tensor
+from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
+from .image_processing import GlideImageProcessor
+from .memory import check_batch_fits
 
 logger = logging.get_logger(__name__)
 
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 PipelineImageInput = PIL.Image.Image | np.ndarray | torch.Tensor | list
 
 
-# ITU-R 601-2 luma weights, as PIL's `convert("L")`, for RGB masks given as arrays or tensors.
-_LUMA = (0.299, 0.587, 0.114)
+class _UNetBatch:
+    """The UNet's text and conditioning inputs of a call, laid out once for the loop: the conditional rows, and
+    under classifier-free guidance [conditional rows, unconditional rows]."""
+
+    def __init__(self, prompt_embeds, negative_prompt_embeds, conditioning: dict):
+        self.conditioning = conditioning
+        self.set_text(prompt_embeds, negative_prompt_embeds)
+
+    @functools.cached_property
+    def guided_conditioning(self) -> dict:
+        return {name: torch.cat([value, value]) for name, value in self.conditioning.items()}
+
+    def set_text(self, prompt_embeds, negative_prompt_embeds) -> None:
+        self.prompt_embeds, self.negative_prompt_embeds = prompt_embeds, negative_prompt_embeds
+        self.guided_text = (
+            None if negative_prompt_embeds is None else torch.cat([prompt_embeds, negative_prompt_embeds])
+        )
 
 
-def mask_to_tensor(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A numpy / torch mask -> float32 `(batch, 1, height, width)` in [0, 1], RGB reduced to luma."""
-    original_shape = tuple(mask.shape)
-    if mask.dtype in (np.uint8, torch.uint8) and mask.max() == 1:
-        logger.warning(
-            "`mask_image` is a uint8 array holding only 0 and 1: uint8 masks are read in [0, 255] (255 = repaint), "
-            "so nothing is repainted. Pass 255 for the pixels to repaint, or a float or bool mask."
+class _NonFiniteSteps:
+    """Notes, without a device sync per step, whether each step's UNet output or new sample holds NaN / infinity;
+    `check` raises once, after the loop, naming the first such step."""
+
+    def __init__(self):
+        self.steps, self.flags = [], []
+
+    def record(self, step: int, model_output: torch.Tensor, latents: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.flags.append(torch.stack([~torch.isfinite(model_output).all(), ~torch.isfinite(latents).all()]))
+
+    def check(self, timesteps, scheduler) -> None:
+        if not self.flags:
+            return
+        flags = torch.stack(self.flags).cpu()
+        bad_steps = flags.any(dim=1).nonzero()
+        if len(bad_steps) == 0:
+            return
+        row = int(bad_steps[0])
+        step = self.steps[row]
+        culprit = (
+            "the UNet output was not finite (float16 weights on a CPU, or weights holding NaN?)"
+            if flags[row, 0]
+            else f"the UNet output was finite but {type(scheduler).__name__}.step's result was not"
         )
-    if isinstance(mask, np.ndarray):
-        if mask.dtype == np.uint8:
-            mask = mask.astype(np.float32) / 255.0
-        mask = torch.from_numpy(np.asarray(mask, dtype=np.float32))
-        # numpy is channels last: (H, W), (H, W, C), (N, H, W, C), and diffusers' (N, H, W)
-        if mask.ndim == 3:
-            mask = mask[None] if mask.shape[-1] in (1, 3) else mask[..., None]
-        if mask.ndim == 4:
-            mask = mask.permute(0, 3, 1, 2)
-    else:
-        if mask.dtype == torch.uint8:
-            mask = mask.float() / 255.0
-        mask = mask.detach().to("cpu", torch.float32)
-        # torch is channels first: (H, W), (C, H, W), (N, C, H, W), and diffusers' (N, H, W)
-        if mask.ndim == 3:
-            mask = mask[None] if mask.shape[0] in (1, 3) else mask[:, None]
-    if mask.ndim == 2:
-        mask = mask[None, None]
-    if mask.ndim != 4 or mask.shape[1] not in (1, 3):
-        raise ValueError(
-            f"`mask_image` must be a single-channel or RGB mask, got an array of shape {original_shape} (numpy "
-            "arrays are (H, W), (H, W, C), (N, H, W, C) or (N, H, W); tensors (H, W), (C, H, W), (N, C, H, W) or "
-            "(N, H, W); C = 1 or 3)."
+        raise FloatingPointError(
+            f"Sampling produced NaN or infinite values at step {step + 1} of {len(timesteps)} (timestep "
+            f"{int(timesteps[step])}): {culprit}. No image is returned."
         )
-    if mask.shape[1] == 3:
-        mask = (mask * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-    return mask
 
 
 class GlideBasePipeline(DiffusionPipeline):
-    """Shared machinery of the GLIDE pipelines (not meant to be used on its own)."""
+    """Shared machinery of the GLIDE pipelines; `GlideBasePipeline.from_pretrained` loads any of them."""
 
     model_cpu_offload_seq = "text_encoder->unet"
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
-    def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder, tokenizer, scheduler):
+    def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder | None, tokenizer, scheduler):
+        expected = self._glide_class_name()
+        if unet is not None and expected is not None:
+            variant = variant_of_unet_config(unet.config)
+            if variant.pipeline_class != expected:
+                raise ValueError(
+                    f"{expected} cannot run this UNet: it is a GLIDE {variant.model_type!r} model (super_resolution="
+                    f"{unet.config.super_resolution}, inpainting={unet.config.inpainting}); use "
+                    f"{variant.pipeline_class}."
+                )
         super().__init__()
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
-        # Pixel-space model: images are only normalised to / from [-1, 1], never resized here.
-        self.image_processor = VaeImageProcessor(vae_scale_factor=1, do_resize=False)
+        self.image_processor = GlideImageProcessor()
+        self._guidance_scale, self._num_timesteps, self._interrupt = 1.0, 0, False
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def _glide_class_name(cls) -> str | None:
+        """The GLIDE pipeline class `cls` is (or derives from); None for GlideBasePipeline, which runs any variant."""
+        return next((c.__name__ for c in cls.__mro__ if c.__name__ in PIPELINE_CLASSES), None)
+
+    @classmethod
+    @validate_hf_hub_args
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        r"""
+        Load a GLIDE pipeline from a folder or a Hub repo id, as diffusers' `DiffusionPipeline.from_pretrained` does
+        (every argument of it works the same), after checking that the folder holds this pipeline class and all the
+        component folders its `model_index.json` lists.
+        """
+        name = os.fspath(pretrained_model_name_or_path)
+        folder = name if os.path.isdir(name) else cls.download(check_hub_id(name, "pipeline folder"), **kwargs)
+        cls._check_pipeline_folder(Path(folder), passed=kwargs)
+        pipeline = super().from_pretrained(folder, **kwargs)
+        pipeline.register_to_config(_name_or_path=name)  # the repo id, not its cache folder, as diffusers records
+        return pipeline
+
+    @classmethod
+    def _check_pipeline_folder(cls, folder: Path, passed: dict) -> None:
+        index_file = folder / PIPELINE_CONFIG_NAME
+        if not index_file.is_file():
+            raise OSError(
+                f"{folder} is not a diffusers pipeline folder (it has no {PIPELINE_CONFIG_NAME}): give a folder written "
+                "by `diffusers-glide convert`, the trainer or `save_pretrained`."
+            )
+        try:
+            model_index = json.loads(index_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{index_file} is not valid JSON: {error}") from error
+        class_name = model_index.get("_class_name") if isinstance(model_index, dict) else None
+        if isinstance(class_name, list):
+            raise ValueError(
+                f"{folder} names custom pipeline code as its class ({class_name}): diffusers-glide never runs code from "
+                "a model folder; its model_index.json must name one of " + ", ".join(PIPELINE_CLASSES) + "."
+            )
+        if class_name not in PIPELINE_CLASSES:
+            raise ValueError(
+                f"{folder} holds a {class_name or 'pipeline without `_class_name`'}, not a GLIDE pipeline "
+                f"({', '.join(PIPELINE_CLASSES)})."
+            )
+        # GlideBasePipeline (and subclasses of it alone) load any GLIDE pipeline folder.
+        expected = cls._glide_class_name()
+        if expected is not None and class_name != expected:
+            raise ValueError(
+                f"{folder} holds a {class_name}, not a {expected}: load it with `{class_name}.from_pretrained`."
+            )
+        for name, entry in model_index.items():
+            listed = isinstance(entry, list) and entry and entry[0] is not None
+            if listed and not name.startswith("_") and name not in passed and not (folder / name).is_dir():
+                raise OSError(
+                    f"The pipeline folder {folder} lacks the `{name}/` folder that its {PIPELINE_CONFIG_NAME} lists "
+                    f"({entry[-1]}): the folder is incomplete; copy it again or redo the conversion."
+                )
 
     @classmethod
     @validate_hf_hub_args
@@ -117,18 +204,26 @@ class GlideBasePipeline(DiffusionPipeline):
         )
 
     # ----------------------------------------------------------------------------------------------------------
-    # Inputs
+    # Per-call state, as diffusers pipelines expose it (callbacks may change `_guidance_scale` between steps)
 
-    @staticmethod
-    def _prompt_list(prompt, name: str = "prompt") -> list[str] | None:
-        if prompt is None:
-            return None
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
-            raise TypeError(f"`{name}` must be a string or a list of strings, got {type(prompt).__name__}.")
-        if len(prompts) == 0:
-            raise ValueError(f"`{name}` is an empty list: give at least one prompt.")
-        return list(prompts)
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Inputs
 
     def check_common_inputs(
         self,
@@ -139,6 +234,8 @@ class GlideBasePipeline(DiffusionPipeline):
         num_images_per_prompt,
         output_type,
         callback_on_step_end_tensor_inputs,
+        guidance_scale,
+        eta,
     ) -> int:
         """Validate the arguments all GLIDE pipelines share; returns the number of prompts."""
         if (prompt is None) == (prompt_embeds is None):
@@ -146,26 +243,33 @@ class GlideBasePipeline(DiffusionPipeline):
         if negative_prompt is not None and negative_prompt_embeds is not None:
             raise ValueError("Pass at most one of `negative_prompt` and `negative_prompt_embeds`.")
         if prompt_embeds is not None:
-            width = self.text_encoder.config.hidden_size
+            width = self.unet.config.encoder_hid_dim
+            check_tensor(prompt_embeds, "prompt_embeds")
             if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != width:
                 raise ValueError(
                     f"`prompt_embeds` must be text encoder states of shape (batch, text_length, {width}), "
                     f"got {tuple(prompt_embeds.shape)}."
                 )
-            if negative_prompt_embeds is not None and negative_prompt_embeds.shape != prompt_embeds.shape:
-                raise ValueError(
-                    f"`negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the shape of "
-                    f"`prompt_embeds` {tuple(prompt_embeds.shape)}."
-                )
+            if negative_prompt_embeds is not None:
+                check_tensor(negative_prompt_embeds, "negative_prompt_embeds")
+                if negative_prompt_embeds.shape != prompt_embeds.shape:
+                    raise ValueError(
+                        f"`negative_prompt_embeds` {tuple(negative_prompt_embeds.shape)} must have the shape of "
+                        f"`prompt_embeds` {tuple(prompt_embeds.shape)}."
+                    )
             num_prompts = prompt_embeds.shape[0]
         else:
-            num_prompts = len(self._prompt_list(prompt))
-        negative = self._prompt_list(negative_prompt, "negative_prompt")
+            num_prompts = len(prompt_list(prompt, "prompt"))
+        negative = None if negative_prompt is None else prompt_list(negative_prompt, "negative_prompt")
         if negative is not None and len(negative) not in (1, num_prompts):
             raise ValueError(
                 f"`negative_prompt` has {len(negative)} prompts but `prompt` has {num_prompts}: give one, or one per prompt."
             )
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+        if (
+            isinstance(num_images_per_prompt, bool)
+            or not isinstance(num_images_per_prompt, int)
+            or num_images_per_prompt < 1
+        ):
             raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
@@ -174,22 +278,39 @@ class GlideBasePipeline(DiffusionPipeline):
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` {unknown} are not available; choose from {self._callback_tensor_inputs}."
             )
-        return num_prompts
-
-    def _do_guidance(self, guidance_scale: float) -> bool:
+        check_number(guidance_scale, "guidance_scale")
         if guidance_scale < 1:
             logger.warning(
                 f"guidance_scale={guidance_scale} < 1 disables classifier-free guidance (the same as 1): only the "
                 "conditional prediction is used."
             )
-        return guidance_scale > 1
+        check_number(eta, "eta", minimum=0, maximum=1)
+        return num_prompts
+
+    def check_batch(self, num_images: int, what: str) -> None:
+        """Refuse, before allocating, a batch that cannot fit in the execution device's memory."""
+        text_length = self.text_encoder.config.context_length if self.text_encoder is not None else 128
+        check_batch_fits(
+            self.unet, num_images, self.do_classifier_free_guidance, text_length, self._execution_device, what
+        )
 
     # ----------------------------------------------------------------------------------------------------------
     # Text
 
-    def _encode_texts(self, prompts: list[str], device) -> torch.Tensor:
-        context = self.text_encoder.config.context_length
-        input_ids, mask = tokenize_prompts(self.tokenizer, prompts, context)
+    def _encode_texts(self, prompts: list[str], device, name: str) -> torch.Tensor:
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError(
+                f"`{name}` needs the text encoder and tokenizer, but this pipeline was built without them: pass "
+                "`prompt_embeds` (and `negative_prompt_embeds` for classifier-free guidance) instead."
+            )
+        config = self.text_encoder.config
+        input_ids, mask = tokenize_prompts(self.tokenizer, prompts, config.context_length)
+        # The text encoder does not check ids (that would sync the device); the CPU ids are checked here.
+        if input_ids.max() >= config.vocab_size:
+            raise ValueError(
+                f"The tokenizer produced token id {int(input_ids.max())} but the text encoder has only "
+                f"{config.vocab_size} token embeddings: the tokenizer and text encoder do not belong together."
+            )
         return self.text_encoder(input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
 
     @torch.no_grad()
@@ -222,12 +343,12 @@ class GlideBasePipeline(DiffusionPipeline):
         """
         device = device or self._execution_device
         if prompt_embeds is None:
-            prompt_embeds = self._encode_texts(self._prompt_list(prompt), device)
+            prompt_embeds = self._encode_texts(prompt_list(prompt, "prompt"), device, "prompt")
         num_prompts = prompt_embeds.shape[0]
         if do_classifier_free_guidance and negative_prompt_embeds is None:
-            negative = self._prompt_list(negative_prompt, "negative_prompt") or [""]
+            negative = [""] if negative_prompt is None else prompt_list(negative_prompt, "negative_prompt")
             negative = negative * num_prompts if len(negative) == 1 else negative
-            negative_prompt_embeds = self._encode_texts(negative, device)
+            negative_prompt_embeds = self._encode_texts(negative, device, "negative_prompt")
         dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
         prompt_embeds = prompt_embeds.to(device, dtype).repeat_interleave(num_images_per_prompt, dim=0)
         if do_classifier_free_guidance:
@@ -240,114 +361,32 @@ class GlideBasePipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------------------
     # Images
 
-    def preprocess_images(self, image: PipelineImageInput, name: str) -> torch.Tensor:
-        """PIL / numpy / tensor images (single or batch, values in [0, 1] or uint8) -> float32 NCHW in [-1, 1]."""
-        if isinstance(image, torch.Tensor) and image.ndim == 3:
-            image = image[None]
-
-        # uint8 pixels -> [0, 1] (VaeImageProcessor would compute 2 * x - 1 on 0..255), also inside lists.
-        def to_unit(x):
-            if isinstance(x, np.ndarray) and x.dtype == np.uint8:
-                return x.astype(np.float32) / 255.0
-            if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
-                return x.float() / 255.0
-            return x
-
-        image = [to_unit(x) for x in image] if isinstance(image, (list, tuple)) else to_unit(image)
-        try:
-            pixels = self.image_processor.preprocess(image)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"Could not read `{name}`: {error}") from error
-        if pixels.ndim != 4 or pixels.shape[1] != 3:
-            raise ValueError(f"`{name}` must be RGB (3 channels), got a batch of shape {tuple(pixels.shape)}.")
-        # Outside [-1, 1] after normalisation means floats outside [0, 1] came in (e.g. 0..255 floats).
-        low, high = pixels.min().item(), pixels.max().item()
-        if low < -1 - 1e-3 or high > 1 + 1e-3:
+    def check_repaint_masks(self, repaint: torch.Tensor, sizes: list[tuple[int, int]]) -> None:
+        """Every mask must leave something to repaint at the model's size (the API and the CLI share this rule)."""
+        size = self.unet.config.sample_size
+        empty = (repaint.flatten(1).amax(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            height, width = sizes[empty[0]]
             raise ValueError(
-                f"`{name}` values must be in [0, 1] (uint8 arrays in [0, 255]), got values in "
-                f"[{(low + 1) / 2:.4g}, {(high + 1) / 2:.4g}]."
+                f"`mask_image` {empty[0]} has nothing to repaint at the model's {size}x{size}: it is all black "
+                f"(keep), or its white region vanished when it was resized from {height}x{width}. White / 1 marks the "
+                "pixels to repaint (uint8 masks are read in 0..255, so 1 is nearly black)."
             )
-        return pixels.float()
-
-    @staticmethod
-    def _image_items(value, name: str) -> list:
-        """A single PIL image / array / tensor or a list of them -> a non-empty list, with clear errors."""
-        if value is None:
-            raise ValueError(f"`{name}` is required.")
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if not items:
-            raise ValueError(f"`{name}` is an empty list: give at least one.")
-        for item in items:
-            if not isinstance(item, (PIL.Image.Image, np.ndarray, torch.Tensor)):
-                raise ValueError(
-                    f"`{name}` must be PIL images, numpy arrays or torch tensors (or a list of them), got "
-                    f"{type(item).__name__}."
-                )
-        return items
-
-    def prepare_known_image(self, image: PipelineImageInput, name: str) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """
-        Known images (inpainting) -> float32 `(batch, 3, size, size)` in [-1, 1] at the model size, and each
-        image's original `(height, width)`. PIL images are resized with PIL's bicubic filter on the uint8 image
-        (as OpenAI's inpainting notebook does), arrays and tensors with torch's antialiased bicubic (PIL's kernel).
-        """
-        size = self.unet.config.sample_size
-        batches, sizes = [], []
-        for item in self._image_items(image, name):
-            if isinstance(item, PIL.Image.Image):
-                sizes.append((item.height, item.width))
-                item = item.convert("RGB")
-                if item.size != (size, size):
-                    item = item.resize((size, size), PIL.Image.BICUBIC)
-                pixels = self.preprocess_images(item, name)
-            else:
-                if item.ndim not in (3, 4):
-                    raise ValueError(
-                        f"`{name}` arrays and tensors must be one RGB image or a batch of them, got shape "
-                        f"{tuple(item.shape)}: numpy (H, W, 3) / (N, H, W, 3), torch (3, H, W) / (N, 3, H, W)."
-                    )
-                pixels = self.preprocess_images(item, name)
-                sizes.extend([tuple(pixels.shape[-2:])] * pixels.shape[0])
-                if tuple(pixels.shape[-2:]) != (size, size):
-                    pixels = F.interpolate(
-                        pixels, size=(size, size), mode="bicubic", align_corners=False, antialias=True
-                    )
-                    pixels = pixels.clamp(-1, 1)
-            batches.append(pixels.to("cpu", torch.float32))
-        return torch.cat(batches), sizes
-
-    def prepare_repaint_mask(self, mask_image: PipelineImageInput) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """
-        `mask_image` in diffusers' convention (white / 1 = repaint) -> the binary REPAINT mask, float32
-        `(batch, 1, size, size)`, and each mask's original `(height, width)`. PIL images of any mode are converted
-        to "L"; numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` and torch `(H, W)`, `(C, H, W)`,
-        `(N, C, H, W)`, `(N, H, W)` arrays are accepted (C = 1 or 3, RGB reduced with PIL's luma weights; floats
-        in [0, 1], uint8 in [0, 255], or bool). Masks are resized with nearest-neighbour interpolation (torch's
-        "nearest-exact" picks the same pixels as PIL's) and binarised at 0.5. GLIDE's keep mask is `1 - mask`.
-        """
-        size = self.unet.config.sample_size
-        masks, sizes = [], []
-        for item in self._image_items(mask_image, "mask_image"):
-            if isinstance(item, PIL.Image.Image):
-                item = np.asarray(item.convert("L"))
-            mask = mask_to_tensor(item)
-            sizes.extend([tuple(mask.shape[-2:])] * mask.shape[0])
-            if tuple(mask.shape[-2:]) != (size, size):
-                mask = F.interpolate(mask, size=(size, size), mode="nearest-exact")
-            masks.append((mask >= 0.5).float())
-        return torch.cat(masks), sizes
 
     def postprocess(self, sample: torch.Tensor, output_type: str):
+        """`"latent"`: the raw sample in [-1, 1] (GLIDE works in pixels); otherwise diffusers' post-processing."""
+        if output_type == "latent":
+            return sample
         return self.image_processor.postprocess(sample.float(), output_type=output_type)
 
     def prepare_latents(self, shape, generator, latents: torch.Tensor | None, device, noise_scale: float = 1.0):
         """x_T: `latents` as given (moved to the device), else `noise_scale` * N(0, 1) from `generator`."""
+        check_generator(generator, shape[0])
         if latents is not None:
+            check_tensor(latents, "latents")
             if tuple(latents.shape) != tuple(shape):
                 raise ValueError(f"`latents` must have shape {tuple(shape)}, got {tuple(latents.shape)}.")
             return latents.to(device=device, dtype=torch.float32)
-        if isinstance(generator, list) and len(generator) != shape[0]:
-            raise ValueError(f"Got {len(generator)} generators for a batch of {shape[0]} images: give one per image.")
         return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32) * noise_scale
 
     # ----------------------------------------------------------------------------------------------------------
@@ -356,8 +395,10 @@ class GlideBasePipeline(DiffusionPipeline):
     def set_sampling_timesteps(self, num_inference_steps, timesteps, respacing, device) -> torch.Tensor:
         """GlideScheduler takes a step count, original timesteps or a respacing string; others the usual args."""
         if isinstance(self.scheduler, GlideScheduler):
+            # kept on the CPU: `step` reads each timestep's value to pick its table row, which would otherwise
+            # wait for the device at every step (the UNet moves the timestep to its device without waiting)
             given = {"num_inference_steps": num_inference_steps, "timesteps": timesteps, "respacing": respacing}
-            return self.scheduler.set_timesteps(device=device, **{k: v for k, v in given.items() if v is not None})
+            return self.scheduler.set_timesteps(**{k: v for k, v in given.items() if v is not None})
         if respacing is not None:
             raise ValueError(
                 f"`respacing` needs a GlideScheduler; this pipeline has a {type(self.scheduler).__name__}."
@@ -368,25 +409,21 @@ class GlideBasePipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(num_inference_steps or 50, device=device)
         return self.scheduler.timesteps
 
-    @staticmethod
-    def _model_text(prompt_embeds, negative_prompt_embeds) -> torch.Tensor:
-        """The text states of the UNet batch: conditional rows, then unconditional rows under guidance."""
-        if negative_prompt_embeds is None:
-            return prompt_embeds
-        return torch.cat([prompt_embeds, negative_prompt_embeds])
-
-    def _guided_output(self, latents, t, model_text, guidance_scale, model_conditioning):
-        """The UNet output with only epsilon guided; the variance channels come from the conditional rows.
-
-        `model_text` / `model_conditioning` are already laid out for the UNet batch (doubled under guidance).
-        """
-        if model_text.shape[0] == latents.shape[0]:
-            return self.unet(latents, t, model_text, **model_conditioning).sample
-        model_input = torch.cat([latents, latents]).to(self.unet.dtype)
-        output = self.unet(model_input, t, model_text, **model_conditioning).sample.float()
+    def _predict(self, latents: torch.Tensor, t, batch: _UNetBatch) -> torch.Tensor:
+        """The UNet output, float32; under guidance only epsilon is guided, the variance comes from the conditional rows."""
+        dtype = self.unet.dtype
+        if not self.do_classifier_free_guidance:
+            return self.unet(latents.to(dtype), t, batch.prompt_embeds, **batch.conditioning).sample.float()
+        if batch.guided_text is None:
+            raise ValueError(
+                "Classifier-free guidance was switched on during sampling (a callback set the guidance scale above 1), "
+                "but the call started without it, so there is no unconditional text: start with `guidance_scale` > 1."
+            )
+        model_input = torch.cat([latents, latents]).to(dtype)
+        output = self.unet(model_input, t, batch.guided_text, **batch.guided_conditioning).sample.float()
         channels = latents.shape[1]
         cond, uncond = output.chunk(2)
-        eps = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
+        eps = uncond[:, :channels] + self._guidance_scale * (cond[:, :channels] - uncond[:, :channels])
         return torch.cat([eps, cond[:, channels:]], dim=1)
 
     def _make_scheduler_step(self, channels: int, generator, eta, known) -> Callable:
@@ -448,13 +485,52 @@ class GlideBasePipeline(DiffusionPipeline):
         noised = self.scheduler.add_noise(image, noise, torch.as_tensor([next_t] * latents.shape[0]))
         return latents * (1 - keep) + noised * keep
 
+    def _run_callback(self, callback, tensor_inputs, step, t, latents, batch: _UNetBatch) -> torch.Tensor:
+        """Call `callback_on_step_end` and apply (and check) the tensors it returns; returns the latents."""
+        available = {
+            "latents": latents,
+            "prompt_embeds": batch.prompt_embeds,
+            "negative_prompt_embeds": batch.negative_prompt_embeds,
+        }
+        outputs = callback(self, step, t, {name: available[name] for name in tensor_inputs or []})
+        if outputs is None:
+            return latents
+        if not isinstance(outputs, dict):
+            raise TypeError(
+                f"`callback_on_step_end` must return a dict of tensors (or None), got {type(outputs).__name__}."
+            )
+        unknown = [name for name in outputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end` returned {unknown}, which the pipeline cannot take; it takes "
+                f"{self._callback_tensor_inputs}."
+            )
+        expected_shapes = {
+            "latents": latents.shape,
+            "prompt_embeds": batch.prompt_embeds.shape,
+            "negative_prompt_embeds": batch.prompt_embeds.shape,
+        }
+        for name, value in outputs.items():
+            if value is None and available[name] is None:  # handed back as it was given
+                continue
+            check_tensor(value, f"callback_on_step_end's {name!r}")
+            if value.shape != expected_shapes[name]:
+                raise ValueError(
+                    f"`callback_on_step_end` returned {name!r} of shape {tuple(value.shape)}, expected "
+                    f"{tuple(expected_shapes[name])}."
+                )
+        prompt_embeds = outputs.get("prompt_embeds", batch.prompt_embeds)
+        negative_prompt_embeds = outputs.get("negative_prompt_embeds", batch.negative_prompt_embeds)
+        if prompt_embeds is not batch.prompt_embeds or negative_prompt_embeds is not batch.negative_prompt_embeds:
+            batch.set_text(prompt_embeds, negative_prompt_embeds)  # lay the text out again only when it changed
+        return outputs.get("latents", latents)
+
     def denoise(
         self,
         latents: torch.Tensor,
         timesteps: torch.Tensor,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor | None,
-        guidance_scale: float,
         conditioning: dict,
         generator,
         eta: float,
@@ -465,36 +541,33 @@ class GlideBasePipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """The denoising loop shared by all GLIDE pipelines.
 
-        `guidance_gradient_fn(latents, t)`, when given, returns the scaled gradient of log p(y | x_t) at each step.
+        The guidance scale is read at every step (`self._guidance_scale`, which callbacks may change). A step whose
+        UNet output or result holds NaN / infinity stops the call with an error naming it (checked after the loop,
+        so the loop never waits on the device). `guidance_gradient_fn(latents, t)`, when given, returns the scaled
+        gradient of log p(y | x_t) at each step.
         """
         self._num_timesteps = len(timesteps)
-        uses_glide_scheduler = isinstance(self.scheduler, GlideScheduler)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         scheduler_step = self._make_scheduler_step(latents.shape[1], generator, eta, known)
-        # The UNet batch is [conditional rows, unconditional rows] under guidance: lay out text and images once.
-        guided = negative_prompt_embeds is not None
-        model_conditioning = {k: torch.cat([v, v]) if guided else v for k, v in conditioning.items()}
-        model_text = self._model_text(prompt_embeds, negative_prompt_embeds)
+        paste_after_step = known is not None and not isinstance(self.scheduler, GlideScheduler)
+        batch = _UNetBatch(prompt_embeds, negative_prompt_embeds, conditioning)
+        non_finite = _NonFiniteSteps()
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                model_output = self._guided_output(latents, t, model_text, guidance_scale, model_conditioning)
+                if self.interrupt:
+                    continue
+                model_output = self._predict(latents, t, batch)
                 gradient = guidance_gradient_fn(latents, t) if guidance_gradient_fn is not None else None
                 latents = scheduler_step(model_output, t, latents, gradient)
-                if known is not None and not uses_glide_scheduler:
+                if paste_after_step:
                     next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                     latents = self._paste_known_noised(latents, known, next_t, generator)
-
+                non_finite.record(i, model_output, latents)
                 if callback_on_step_end is not None:
-                    local_tensors = {
-                        "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
-                    callback_kwargs = {k: local_tensors[k] for k in callback_on_step_end_tensor_inputs or []}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                    latents = callback_outputs.get("latents", latents)
-                    if "prompt_embeds" in callback_outputs or "negative_prompt_embeds" in callback_outputs:
-                        prompt_embeds = callback_outputs.get("prompt_embeds", prompt_embeds)
-                        negative_prompt_embeds = callback_outputs.get("negative_prompt_embeds", negative_prompt_embeds)
-                        model_text = self._model_text(prompt_embeds, negative_prompt_embeds)
+                    latents = self._run_callback(
+                        callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, latents, batch
+                    )
                 progress_bar.update()
+        non_finite.check(timesteps, self.scheduler)
         return latents

@@ -7,6 +7,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import logging, replace_example_docstring
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
+from .checks import one_call_at_a_time
 from .pipeline_glide_base import GlideBasePipeline, PipelineImageInput
 
 EXAMPLE_DOC_STRING = """
@@ -59,15 +60,6 @@ class GlideInpaintPipeline(GlideBasePipeline):
     """
 
     def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder, tokenizer, scheduler):
-        if unet is not None and (unet.config.super_resolution or not unet.config.inpainting):
-            if unet.config.super_resolution:
-                kind, use = "a super-resolution", "GlideUpsamplePipeline"
-            else:
-                kind, use = "a base text-to-image", "GlidePipeline"
-            raise ValueError(
-                f"GlideInpaintPipeline needs an inpainting UNet (`inpainting=True`, `super_resolution=False`), got "
-                f"{kind} UNet: use {use}."
-            )
         super().__init__(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
 
     # ----------------------------------------------------------------------------------------------------------
@@ -103,6 +95,7 @@ class GlideInpaintPipeline(GlideBasePipeline):
     # Sampling
 
     @torch.no_grad()
+    @one_call_at_a_time
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -133,14 +126,16 @@ class GlideInpaintPipeline(GlideBasePipeline):
                 text context (128 tokens) is truncated with a warning.
             image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
                 The image(s) to inpaint, any size (resized to the model's square size with bicubic interpolation):
-                PIL images of any mode (converted to RGB), numpy `(H, W, 3)` / `(N, H, W, 3)` floats in [0, 1] or
-                uint8, torch `(3, H, W)` / `(N, 3, H, W)` floats in [0, 1]. Arrays and tensors must be RGB.
+                PIL images of any mode (8 or 16 bits; alpha composited over black), numpy `(H, W, 3)` /
+                `(N, H, W, 3)` or torch `(3, H, W)` / `(N, 3, H, W)` holding floats in [0, 1], uint8 or uint16
+                (see the README's input rules).
             mask_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
                 **White / 1 = repaint, black / 0 = keep** (diffusers' convention; GLIDE's is the opposite). PIL
-                images of any mode (converted to "L"), numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` or
+                images of any mode (read as grayscale), numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` or
                 torch `(H, W)`, `(C, H, W)`, `(N, C, H, W)`, `(N, H, W)` with C = 1 or 3 (RGB is reduced to grayscale
-                with PIL's luma weights), floats in [0, 1], uint8 or bool. Any resolution with the image's aspect
-                ratio: resized with nearest-neighbour interpolation, then binarised at 0.5.
+                with PIL's luma weights), floats in [0, 1], uint8, uint16 or bool. Any resolution with the image's
+                aspect ratio: resized with nearest-neighbour interpolation, then binarised at 0.5; it must leave at
+                least one pixel to repaint at the model's size.
                 `image` and `mask_image` hold the same number of images, or one of them a single one (used for
                 all); that number must match the number of prompts, or one side must be a single one.
             negative_prompt (`str` or `list[str]`, *optional*):
@@ -160,12 +155,12 @@ class GlideInpaintPipeline(GlideBasePipeline):
             eta (`float`, *optional*, defaults to 0.0): DDIM noise scale (DDIM samplers only).
             prompt_embeds (`torch.Tensor`, *optional*): Precomputed text encoder states.
             negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional text encoder states.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]) or `"pt"`
-                (NCHW floats in [0, 1]).
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]), `"pt"`
+                (NCHW floats in [0, 1]) or `"latent"` (the raw NCHW sample in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): Return an `ImagePipelineOutput`, else a tuple.
-            callback_on_step_end (`Callable`, *optional*):
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` after every step; may
-                return a dict with replacements (e.g. `{"latents": ...}`).
+                return a dict with replacements of the same shapes (e.g. `{"latents": ...}`), or None.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*): The tensors put in `callback_kwargs`,
                 among `"latents"`, `"prompt_embeds"`, `"negative_prompt_embeds"`.
 
@@ -184,25 +179,35 @@ class GlideInpaintPipeline(GlideBasePipeline):
             num_images_per_prompt,
             output_type,
             callback_on_step_end_tensor_inputs,
+            guidance_scale,
+            eta,
         )
-        pixels, image_sizes = self.prepare_known_image(image, "image")
-        repaint, mask_sizes = self.prepare_repaint_mask(mask_image)
+        size = self.unet.config.sample_size
+        pixels, image_sizes = self.image_processor.read_images(image, "image", size=size)
+        repaint, mask_sizes = self.image_processor.read_masks(mask_image, "mask_image", size)
         num_inputs = self.check_image_batches(image_sizes, mask_sizes, num_prompts)
+        self.check_repaint_masks(repaint, mask_sizes)
         stretched = sorted({(h, w) for h, w in image_sizes if h != w})
         if stretched:
-            size = self.unet.config.sample_size
             logger.warning(
                 f"`image` of size {stretched} (height x width) is not square: it is stretched to {size}x{size}. Crop "
                 "it (and the mask) to a square first to keep its proportions."
             )
-        device = self._execution_device
-        do_guidance = self._do_guidance(guidance_scale)
+        self._guidance_scale, self._interrupt = guidance_scale, False
         batch = num_inputs * num_images_per_prompt
+        self.check_batch(batch, f"num_images_per_prompt={num_images_per_prompt} for {num_inputs} image(s)")
+        device = self._execution_device
 
         # 2. Encode the prompts once for the whole loop (a single prompt is shared by all images)
         copies_per_prompt = num_images_per_prompt * (num_inputs // num_prompts)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt, negative_prompt, do_guidance, copies_per_prompt, device, prompt_embeds, negative_prompt_embeds
+            prompt,
+            negative_prompt,
+            self.do_classifier_free_guidance,
+            copies_per_prompt,
+            device,
+            prompt_embeds,
+            negative_prompt_embeds,
         )
 
         # 3. The known image and GLIDE's keep mask (1 = keep), one row per generated image
@@ -211,7 +216,6 @@ class GlideInpaintPipeline(GlideBasePipeline):
 
         # 4. Timesteps (original indices) and initial noise
         timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
-        size = self.unet.config.sample_size
         latents = self.prepare_latents((batch, self.unet.config.in_channels, size, size), generator, latents, device)
 
         # 5. Denoising loop: the UNet sees the image and the keep mask; the known region overwrites every x0
@@ -220,7 +224,6 @@ class GlideInpaintPipeline(GlideBasePipeline):
             timesteps,
             prompt_embeds,
             negative_prompt_embeds,
-            guidance_scale,
             conditioning={"inpaint_image": pixels, "inpaint_mask": keep_mask},
             generator=generator,
             eta=eta,

@@ -2,12 +2,12 @@
 
 from collections.abc import Callable
 
-import PIL.Image
 import torch
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils import replace_example_docstring
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
+from .checks import check_number, one_call_at_a_time
 from .pipeline_glide_base import GlideBasePipeline, PipelineImageInput
 
 EXAMPLE_DOC_STRING = """
@@ -47,12 +47,6 @@ class GlideUpsamplePipeline(GlideBasePipeline):
     """
 
     def __init__(self, unet: GlideUNet2DModel, text_encoder: GlideTextEncoder, tokenizer, scheduler):
-        if unet is not None and not unet.config.super_resolution:
-            kind = "an inpainting" if unet.config.inpainting else "a base text-to-image"
-            raise ValueError(
-                f"GlideUpsamplePipeline needs a super-resolution UNet (`super_resolution=True`), got {kind} UNet: use "
-                "GlidePipeline or GlideInpaintPipeline."
-            )
         super().__init__(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
 
     # ----------------------------------------------------------------------------------------------------------
@@ -67,18 +61,10 @@ class GlideUpsamplePipeline(GlideBasePipeline):
                     "(height x width)."
                 )
 
-    @staticmethod
-    def _check_pil_sizes(image, name: str) -> None:
-        if isinstance(image, (list, tuple)) and image and all(isinstance(i, PIL.Image.Image) for i in image):
-            sizes = sorted({i.size for i in image})
-            if len(sizes) > 1:
-                raise ValueError(f"The images of `{name}` must all have the same size, got (width, height) {sizes}.")
-
     def prepare_low_res(self, image: PipelineImageInput) -> torch.Tensor:
         """The low-resolution images -> float32 NCHW in [-1, 1], rounded to the uint8 grid as GLIDE does."""
-        self._check_pil_sizes(image, "image")
-        low_res = self.preprocess_images(image, "image")
-        self._check_square([tuple(low_res.shape[-2:])], "image")
+        low_res, sizes = self.image_processor.read_images(image, "image")
+        self._check_square(sizes[:1], "image")
         size = self.unet.config.sample_size
         if low_res.shape[-1] > size:
             raise ValueError(
@@ -89,18 +75,21 @@ class GlideUpsamplePipeline(GlideBasePipeline):
 
     def prepare_inpaint_image(self, inpaint_image: PipelineImageInput) -> torch.Tensor:
         """The known high-resolution images -> float32 NCHW in [-1, 1] at the output size (bicubic if resized)."""
-        pixels, sizes = self.prepare_known_image(inpaint_image, "inpaint_image")
+        pixels, sizes = self.image_processor.read_images(
+            inpaint_image, "inpaint_image", size=self.unet.config.sample_size
+        )
         self._check_square(sizes, "inpaint_image")
         return pixels
 
     def prepare_keep_mask(self, mask_image: PipelineImageInput) -> torch.Tensor:
         """`mask_image` in diffusers' convention (white / 1 = repaint) -> GLIDE's keep mask (1 = keep)."""
-        repaint, sizes = self.prepare_repaint_mask(mask_image)
+        repaint, sizes = self.image_processor.read_masks(mask_image, "mask_image", self.unet.config.sample_size)
         if len(set(sizes)) > 1:
             raise ValueError(
                 f"The masks of `mask_image` must all have the same size, got (height, width) {sorted(set(sizes))}."
             )
         self._check_square(sizes, "mask_image")
+        self.check_repaint_masks(repaint, sizes)
         return 1 - repaint
 
     @staticmethod
@@ -115,10 +104,7 @@ class GlideUpsamplePipeline(GlideBasePipeline):
     def check_inputs(self, image, inpaint_image, mask_image, upsample_temp) -> None:
         if image is None:
             raise ValueError("`image` (the low-resolution image(s) to upsample) is required.")
-        if isinstance(upsample_temp, bool) or not isinstance(upsample_temp, (int, float)) or upsample_temp < 0:
-            raise ValueError(
-                f"`upsample_temp` must be a non-negative number (GLIDE uses 0.997), got {upsample_temp!r}."
-            )
+        check_number(upsample_temp, "upsample_temp", minimum=0)
         if self.unet.config.inpainting:
             missing = [
                 name for name, value in (("inpaint_image", inpaint_image), ("mask_image", mask_image)) if value is None
@@ -137,6 +123,7 @@ class GlideUpsamplePipeline(GlideBasePipeline):
     # ----------------------------------------------------------------------------------------------------------
 
     @torch.no_grad()
+    @one_call_at_a_time
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
@@ -167,9 +154,10 @@ class GlideUpsamplePipeline(GlideBasePipeline):
         Args:
             prompt (`str` or `list[str]`, *optional*): The prompts (or give `prompt_embeds`). Longer than the
                 text context (128 tokens) is truncated with a warning.
-            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of PIL images):
-                The low-resolution images: PIL, numpy `(H, W, 3)` / `(N, H, W, 3)` (uint8, or floats in [0, 1]) or
-                torch `(3, H, W)` / `(N, 3, H, W)` floats in [0, 1] (the `output_type="pt"` of [`GlidePipeline`]).
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
+                The low-resolution images: PIL (any mode, 8 or 16 bits), numpy `(H, W, 3)` / `(N, H, W, 3)` or torch
+                `(3, H, W)` / `(N, 3, H, W)` holding floats in [0, 1] (the `output_type="pt"` of [`GlidePipeline`]),
+                uint8 or uint16, all of one size.
                 Square, at most the output size (the UNet upsamples them bilinearly itself; 64x64 for the released
                 256x256 upsampler). Rounded to the uint8 grid, as GLIDE does. One image per prompt, or one image for
                 all prompts, or one prompt for all images.
@@ -180,7 +168,8 @@ class GlideUpsamplePipeline(GlideBasePipeline):
                 `upsample-inpaint` only, required there: white / 1 where the image is repainted, black / 0 where
                 `inpaint_image` is kept (diffusers' convention). PIL, numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)` or
                 torch `(H, W)`, `(C, H, W)`, `(N, C, H, W)`, single channel or RGB, square; resized to the output
-                size with nearest-neighbour interpolation and binarised at 0.5.
+                size with nearest-neighbour interpolation and binarised at 0.5; it must leave at least one pixel to
+                repaint.
             negative_prompt (`str` or `list[str]`, *optional*):
                 Replaces the empty prompt as the unconditional input of classifier-free guidance.
             num_inference_steps (`int`, *optional*):
@@ -203,12 +192,12 @@ class GlideUpsamplePipeline(GlideBasePipeline):
             eta (`float`, *optional*, defaults to 0.0): DDIM noise scale (DDIM samplers only).
             prompt_embeds (`torch.Tensor`, *optional*): Precomputed text encoder states.
             negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional text encoder states.
-            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]) or `"pt"`
-                (NCHW floats in [0, 1]).
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (floats in [0, 1]), `"pt"`
+                (NCHW floats in [0, 1]) or `"latent"` (the raw NCHW sample in [-1, 1]).
             return_dict (`bool`, *optional*, defaults to `True`): Return an `ImagePipelineOutput`, else a tuple.
-            callback_on_step_end (`Callable`, *optional*):
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` after every step; may
-                return a dict with replacements (e.g. `{"latents": ...}`).
+                return a dict with replacements of the same shapes (e.g. `{"latents": ...}`), or None.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*): The tensors put in `callback_kwargs`,
                 among `"latents"`, `"prompt_embeds"`, `"negative_prompt_embeds"`.
 
@@ -227,10 +216,12 @@ class GlideUpsamplePipeline(GlideBasePipeline):
             num_images_per_prompt,
             output_type,
             callback_on_step_end_tensor_inputs,
+            guidance_scale,
+            eta,
         )
         self.check_inputs(image, inpaint_image, mask_image, upsample_temp)
+        self._guidance_scale, self._interrupt = guidance_scale, False
         device = self._execution_device
-        do_guidance = self._do_guidance(guidance_scale)
 
         # 2. The low-resolution images, on the uint8 grid; pair them with the prompts
         low_res = self.prepare_low_res(image)
@@ -241,10 +232,12 @@ class GlideUpsamplePipeline(GlideBasePipeline):
                 "one image for all prompts or one prompt for all images."
             )
         pairs = max(num_images, num_prompts)
+        batch = pairs * num_images_per_prompt
+        self.check_batch(batch, f"num_images_per_prompt={num_images_per_prompt} for {pairs} image(s)")
 
         # 3. Encode the prompts once for the whole loop
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt, negative_prompt, do_guidance, 1, device, prompt_embeds, negative_prompt_embeds
+            prompt, negative_prompt, self.do_classifier_free_guidance, 1, device, prompt_embeds, negative_prompt_embeds
         )
 
         def per_image(tensor, name):
@@ -266,7 +259,6 @@ class GlideUpsamplePipeline(GlideBasePipeline):
         # 5. Timesteps (original indices) and initial noise (scaled by the upsample temperature)
         timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
         size = self.unet.config.sample_size
-        batch = pairs * num_images_per_prompt
         latents = self.prepare_latents(
             (batch, self.unet.config.in_channels, size, size), generator, latents, device, noise_scale=upsample_temp
         )
@@ -277,7 +269,6 @@ class GlideUpsamplePipeline(GlideBasePipeline):
             timesteps,
             prompt_embeds,
             negative_prompt_embeds,
-            guidance_scale,
             conditioning=conditioning,
             generator=generator,
             eta=eta,

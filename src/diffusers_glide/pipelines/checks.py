@@ -1,0 +1,90 @@
+"""Checks of pipeline arguments that every GLIDE pipeline shares, each with an error naming the argument, the value
+received and what was expected; and the guard that keeps two calls of one pipeline object from overlapping."""
+
+import functools
+import math
+import numbers
+import os
+import threading
+from collections.abc import Callable
+
+import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+# Guards the "a call is running" flag of every pipeline object (see `one_call_at_a_time`).
+_CALL_FLAG_LOCK = threading.Lock()
+
+
+def one_call_at_a_time(call: Callable) -> Callable:
+    """Make a pipeline's `__call__` refuse to start while another call of the SAME pipeline object runs.
+
+    A call keeps per-call state on the pipeline (the scheduler's timesteps, `guidance_scale`, `num_timesteps`,
+    `interrupt`, offload hooks), as every diffusers pipeline does, so two overlapping calls would corrupt each
+    other's images. Pipelines built over the same models (`type(pipe)(**pipe.components)` with a copied
+    scheduler) may run in parallel threads.
+    """
+
+    @functools.wraps(call)
+    def guarded(self, *args, **kwargs):
+        with _CALL_FLAG_LOCK:
+            if getattr(self, "_call_in_progress", False):
+                raise RuntimeError(
+                    f"This {type(self).__name__} is already running a call (in another thread, or from a callback): "
+                    "a pipeline object runs one call at a time. For parallel calls, give each thread its own pipeline "
+                    "over the same models, e.g. `type(pipe)(**{**pipe.components, 'scheduler': "
+                    "copy.deepcopy(pipe.scheduler)})`."
+                )
+            self._call_in_progress = True
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            self._call_in_progress = False
+
+    return guarded
+
+
+def check_number(value, name: str, minimum: float | None = None, maximum: float | None = None) -> float:
+    """`value` as a float if it is a finite real number in [minimum, maximum], else a clear error naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"`{name}` must be {bounds}, got {value!r}.")
+    return float(value)
+
+
+def check_tensor(value, name: str) -> torch.Tensor:
+    """`value` if it is a torch tensor without NaN or infinity (one device sync per call, not per step)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}.")
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        raise ValueError(f"`{name}` holds NaN or infinite values.")
+    return value
+
+
+def check_hub_id(name: str, what: str) -> str:
+    """`name`, which is not a local folder, if it can be a Hub repo id; else a FileNotFoundError / OSError."""
+    if os.path.exists(name):
+        raise OSError(f"{name} is a file, not a {what}.")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FileNotFoundError(f"{name} is neither a local {what} nor a Hub repo id (such as owner/name).") from None
+    return name
+
+
+def check_generator(generator, batch: int) -> None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != batch:
+            raise ValueError(
+                f"Got {len(generator)} generators for a batch of {batch} images: give one per image, or one for all."
+            )
+        return
+    raise TypeError(
+        f"`generator` must be a torch.Generator or a list of them (one per image), got {type(generator).__name__} "
+        f"{generator!r}; for a seed use `torch.Generator().manual_seed(seed)`."
+    )
