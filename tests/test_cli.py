@@ -195,7 +195,7 @@ def test_inpaint_and_upsample(script, tmp_path, converted_folders):
 def test_missing_model_folder_exits_with_2_and_one_error_line(script, tmp_path):
     result = run(script, "generate", PROMPT, "--model", "/nonexistent/folder", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: model folder not found: /nonexistent/folder")
+    assert result.stderr.startswith("error: /nonexistent/folder is neither a local pipeline folder nor a Hub repo id")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -254,24 +254,41 @@ def test_version_and_no_subcommand(capsys):
     assert "--dump_path is required" in capsys.readouterr().err
     assert main(["train", "--output_dir", "x", "--max_train_steps", "0"]) == 2
     assert "--max_train_steps must be positive" in capsys.readouterr().err
+    for flag, value in (
+        ("--guidance_scale", "nan"),
+        ("--guidance_scale", "inf"),
+        ("--upsample_guidance_scale", "-inf"),
+    ):
+        assert main(["generate", "x", f"{flag}={value}"]) == 2
+        assert f"argument {flag}: expected a finite number, got {value}" in capsys.readouterr().err
+    assert main(["upsample", "x", "--image", "x.png", "--upsample_temp", "inf"]) == 2
+    assert "argument --upsample_temp: expected a finite number, got inf" in capsys.readouterr().err
+    assert main(["generate", "x", "--clip_guidance_scale", "nan"]) == 2
+    assert "argument --clip_guidance_scale: expected a finite number, got nan" in capsys.readouterr().err
 
 
 USER_ERRORS = {
     "folder without model_index.json": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--model", tmp],
-        ["is not a diffusers pipeline folder (no model_index.json)", "GlidePipeline"],
+        ["is not a diffusers pipeline folder (it has no model_index.json)"],
     ),
     "upsampler given to generate": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--model", folders["upsample"]],
-        ["holds a GlideUpsamplePipeline", "`generate` needs a text-to-image pipeline (GlidePipeline)", "--upsampler"],
+        ["holds a GlideUpsamplePipeline, not a GlidePipeline"],
     ),
     "inpaint without --model": (
         lambda tmp, folders, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"]],
-        ["needs --model", "the embedded default model is a text-to-image model", "GlideInpaintPipeline"],
+        [
+            "`inpaint` needs --model (GlideInpaintPipeline folder",
+            "the embedded default model is a text-to-image model",
+        ],
     ),
     "upsample without --model": (
         lambda tmp, folders, inputs: ["upsample", PROMPT, "--image", inputs["low"]],
-        ["needs --model", "the embedded default model is a text-to-image model", "GlideUpsamplePipeline"],
+        [
+            "`upsample` needs --model (GlideUpsamplePipeline folder",
+            "the embedded default model is a text-to-image model",
+        ],
     ),
     "inpaint model of the wrong class": (
         lambda tmp, folders, inputs: [
@@ -284,7 +301,7 @@ USER_ERRORS = {
             "--model",
             folders["base"],
         ],
-        ["holds a GlidePipeline", "`inpaint` needs an inpainting pipeline (GlideInpaintPipeline)"],
+        ["holds a GlidePipeline, not a GlideInpaintPipeline"],
     ),
     "missing mask file": (
         lambda tmp, folders, inputs: [
@@ -310,7 +327,7 @@ USER_ERRORS = {
             "--model",
             folders["base-inpaint"],
         ],
-        ["is all black, so there is nothing to repaint", "white = repaint, black = keep"],
+        ["`mask_image` 0 has nothing to repaint at the model's", "White / 1 marks the pixels to repaint"],
     ),
     "unreadable image": (
         lambda tmp, folders, inputs: [
@@ -325,15 +342,43 @@ USER_ERRORS = {
     ),
     "--clip folder of something else": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", folders["base"]],
-        ["is not a noised-CLIP folder", "clip_image_encoder, clip_text_encoder, clip_tokenizer", "--model_type clip"],
+        [
+            "is not a noised-CLIP folder",
+            "clip_image_encoder/, clip_text_encoder/, clip_tokenizer/",
+            "--model_type clip",
+        ],
     ),
     "missing --clip folder": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", tmp / "no" / "clip"],
-        ["CLIP folder not found", "converted with `convert --model_type clip` or a Hub repo id"],
+        ["no/clip is neither a local noised-CLIP folder nor a Hub repo id"],
     ),
     "CLIP guidance without a CLIP": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip_guidance_scale", "3", "-o", tmp / "x.png"],
-        ["--clip_guidance_scale 3.0 needs the noised CLIP: pass --clip", "--model_type clip"],
+        ["`clip_guidance_scale` > 0 needs the noised CLIP", "--model_type clip"],
+    ),
+    "meta device": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--device", "meta", "-o", tmp / "x.png"],
+        ["--device meta: cannot sample on a 'meta' device; use one of cpu, cuda, mps, xpu."],
+    ),
+    "output is a folder": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "-o", tmp],
+        ["is a folder: give a file name such as"],
+    ),
+    "output under a file": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "-o", inputs["image"] / "x.png"],
+        ["image.png is a file, not a folder."],
+    ),
+    "output on a read-only file system": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "-o", "/proc/glide.png"],
+        ["Cannot write the output '/proc/glide.png': cannot create files in /proc"],
+    ),
+    "a thousand million images": (
+        lambda tmp, folders, inputs: ["generate", PROMPT, "--num_images", "1000000000", "-o", tmp / "x.png"],
+        ["--num_images 1000000000 is too many for one run: at most", "Run the command several times with different"],
+    ),
+    "undecodable bytes in the prompt": (
+        lambda tmp, folders, inputs: ["generate", "a red \udcff circle", "-o", tmp / "x.png"],
+        ["`prompt[0]` is not valid text: '\\udcff' at position 6 is a lone surrogate"],
     ),
     "missing checkpoint": (
         lambda tmp, folders, inputs: [
@@ -358,8 +403,9 @@ def test_user_errors(case, tmp_path, converted_folders, capsys):
     before = sorted(tmp_path.iterdir())
     make_argv, expected = USER_ERRORS[case]
     assert main([str(a) for a in make_argv(tmp_path, converted_folders, inputs)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    # errors found by the pipelines come after the model's loading progress bar: the error itself is one line
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "Traceback" not in capsys.readouterr().err, err
     for text in expected:
         assert text in err
     assert sorted(tmp_path.iterdir()) == before  # nothing written

@@ -16,39 +16,29 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
+import math
 import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import torch
 from diffusers.utils import logging as diffusers_logging
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from . import __version__
 from .conversion import cli as conversion_cli
 from .conversion.cli import add_convert_arguments, check_convert_arguments, run_conversion
+from .conversion.convert import DTYPES
 from .embedded import embedded_model_path
+from .output_folders import check_output_image_paths, save_image_atomically
 from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
-from .pipelines.pipeline_glide import CLIP_COMPONENTS
+from .pipelines.memory import BatchTooLargeError
 from .training.arguments import add_training_arguments, check_training_arguments
 
 PROG = "diffusers-glide"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Which command runs a pipeline class (for "wrong kind of model" errors).
-COMMAND_OF_CLASS = {
-    "GlidePipeline": "`diffusers-glide generate --model`",
-    "GlideInpaintPipeline": "`diffusers-glide inpaint --model`",
-    "GlideUpsamplePipeline": "`diffusers-glide upsample --model` or `diffusers-glide generate --upsampler`",
-}
-KIND_OF_CLASS = {
-    "GlidePipeline": "a text-to-image",
-    "GlideInpaintPipeline": "an inpainting",
-    "GlideUpsamplePipeline": "an upsampling",
-}
 MASK_CONVENTION = "white = repaint, black = keep (the diffusers convention; GLIDE's own masks are the opposite)"
+# torch device types that can sample (`meta` tensors, for one, hold no data)
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 
 class CLIError(ValueError):
@@ -69,12 +59,19 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _non_negative_float(value: str) -> float:
+def _finite_float(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not number >= 0:  # also rejects nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = _finite_float(value)
+    if number < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
     return number
 
@@ -100,7 +97,7 @@ def _add_sampling_arguments(parser, pipeline_class, output_default: str, output_
     )
     parser.add_argument(
         "--guidance_scale",
-        type=float,
+        type=_finite_float,
         default=_default(pipeline_class, "guidance_scale"),
         help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
     )
@@ -164,7 +161,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     upsampling.add_argument(
         "--upsample_guidance_scale",
-        type=float,
+        type=_finite_float,
         default=_default(GlideUpsamplePipeline, "guidance_scale"),
         help="upsampler guidance scale (default: %(default)s, no guidance, as GLIDE)",
     )
@@ -272,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers: the pipelines own every input rule; the CLI reads files, loads models and translates errors
 
 
 def _one_line(error: BaseException) -> str:
@@ -285,38 +282,40 @@ def _device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError) as error:
         raise CLIError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps, ...): {error}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu).")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise CLIError(f"--device {name}: MPS is not available on this machine (use --device cpu).")
+    if device.type not in DEVICE_TYPES:
+        raise CLIError(
+            f"--device {name}: cannot sample on a {device.type!r} device; use one of {', '.join(DEVICE_TYPES)}."
+        )
+    backend = getattr(torch, device.type, None) if device.type != "mps" else torch.backends.mps
+    if device.type != "cpu" and not (backend is not None and backend.is_available()):
+        raise CLIError(f"--device {name}: {device.type.upper()} is not available on this machine (use --device cpu).")
     return device
 
 
-def _check_output(path: Path) -> None:
-    """Fail before sampling when the output format cannot be told from the suffix."""
-    if path.suffix.lower() not in PIL.Image.registered_extensions():
-        raise CLIError(
-            f"cannot tell the image format of the output {str(path)!r} from its suffix: use e.g. .png or .jpg."
-        )
-    if path.exists() and path.is_dir():
-        raise CLIError(f"the output {str(path)!r} is a folder: give a file name such as {path / 'glide.png'}.")
+def _output_path(path: Path, index: int, count: int, tag: str = "") -> Path:
+    """`path` for one image, else `<stem>-<index><suffix>`; `tag` (e.g. "-low") goes before the suffix."""
+    number = f"-{index}" if count > 1 else ""
+    return path.with_name(f"{path.stem}{number}{tag}{path.suffix}")
 
 
 def _output_paths(path: Path, count: int, tag: str = "") -> list[Path]:
-    """`path` for one image, else `<stem>-<i><suffix>`; `tag` (e.g. "-low") goes before the suffix."""
-    if count == 1:
-        return [path.with_name(f"{path.stem}{tag}{path.suffix}")]
-    return [path.with_name(f"{path.stem}-{i}{tag}{path.suffix}") for i in range(count)]
+    return [_output_path(path, i, count, tag) for i in range(count)]
+
+
+def _check_outputs(path: Path, count: int, tags: tuple[str, ...] = ("",)) -> None:
+    """Fail before sampling when the outputs cannot be written. They share a folder and a suffix: the first and
+    the last name of each kind stand for all (a huge --num_images builds no list of paths)."""
+    check_output_image_paths(_output_path(path, i, count, tag) for tag in tags for i in {0, count - 1})
 
 
 def _save(images, paths: list[Path]) -> None:
     for image, path in zip(images, paths, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
+        save_image_atomically(image, path)
         print(path)
 
 
 def _read_image(path: Path, what: str) -> PIL.Image.Image:
+    """The image file as Pillow opens it (any mode and bit depth: the pipelines convert it)."""
     if not path.exists():
         raise FileNotFoundError(f"{what} file not found: {path}")
     if not path.is_file():
@@ -325,98 +324,8 @@ def _read_image(path: Path, what: str) -> PIL.Image.Image:
         with PIL.Image.open(path) as image:
             image.load()
             return image.copy()
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise CLIError(f"cannot read {what} {path} as an image: {_one_line(error)}") from error
-
-
-def _read_mask(path: Path) -> PIL.Image.Image:
-    mask = _read_image(path, "mask").convert("L")
-    if np.asarray(mask).max() < 128:
-        raise CLIError(
-            f"the mask {path} is all black, so there is nothing to repaint: {MASK_CONVENTION}. Paint the region to "
-            "repaint white."
-        )
-    return mask
-
-
-def _check_mask_survives_resizing(pipe, mask: PIL.Image.Image, path: Path) -> None:
-    repaint, _ = pipe.prepare_repaint_mask(mask)
-    if repaint.sum() == 0:
-        size = pipe.unet.config.sample_size
-        raise CLIError(
-            f"the white (repaint) region of the mask {path} vanishes when the mask is resized to the model's "
-            f"{size}x{size}: make it larger."
-        )
-
-
-def _hub_id(name: str, not_found: str) -> str:
-    """`name`, which is not a local path, if it is a valid Hub repo id (from_pretrained downloads it or finds it
-    in the cache); else FileNotFoundError(`not_found` + " or a Hub repo id ...")."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise FileNotFoundError(f"{not_found} or a Hub repo id such as owner/name)") from None
-    return name
-
-
-def _model_source(model: str | None, pipeline_class, command: str) -> str:
-    """The folder or Hub id to load `pipeline_class` from, with clear errors for the wrong kind of model."""
-    expected = pipeline_class.__name__
-    if model is None:
-        if pipeline_class is GlidePipeline:
-            return embedded_model_path()
-        raise CLIError(
-            f"`{command}` needs --model: the embedded default model is a text-to-image model (GlidePipeline) and "
-            f"cannot {command}. Pass {KIND_OF_CLASS[expected]} pipeline folder or Hub id ({expected}), e.g. a "
-            f"converted {'base-inpaint' if command == 'inpaint' else 'upsample'} checkpoint."
-        )
-    path = Path(model).expanduser()
-    if not path.exists():
-        return _hub_id(
-            model, f"model folder not found: {model} (expected {KIND_OF_CLASS[expected]} pipeline folder ({expected})"
-        )
-    index_file = path / "model_index.json"
-    if not path.is_dir() or not index_file.is_file():
-        raise CLIError(
-            f"{model} is not a diffusers pipeline folder (no model_index.json): expected {KIND_OF_CLASS[expected]} "
-            f"pipeline ({expected}), e.g. a folder written by `diffusers-glide convert` or `save_pretrained`."
-        )
-    try:
-        class_name = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
-        raise CLIError(f"cannot read {index_file}: not a valid model_index.json ({_one_line(error)}).") from error
-    if class_name != expected:
-        hint = f"; it is run by {COMMAND_OF_CLASS[class_name]}" if class_name in COMMAND_OF_CLASS else ""
-        raise CLIError(
-            f"{model} holds a {class_name or 'pipeline without _class_name'}, but `{command}` needs "
-            f"{KIND_OF_CLASS[expected]} pipeline ({expected}){hint}."
-        )
-    return str(path)
-
-
-def _clip_source(clip: str) -> str:
-    """The noised-CLIP folder or Hub id, with a clear error for a folder of something else."""
-    path = Path(clip).expanduser()
-    if not path.exists():
-        return _hub_id(
-            clip, f"CLIP folder not found: {clip} (expected a folder converted with `convert --model_type clip`"
-        )
-    missing = [name for name in CLIP_COMPONENTS if not (path / name).is_dir()]
-    if missing:
-        raise CLIError(
-            f"{clip} is not a noised-CLIP folder: it lacks {', '.join(missing)} (expected the output of "
-            "`diffusers-glide convert --model_type clip`)."
-        )
-    return str(path)
-
-
-def _folder_has_clip(source: str) -> bool:
-    """Whether a pipeline folder lists the CLIP components (True for a Hub id: its loading will tell)."""
-    index_file = Path(source) / "model_index.json"
-    if not index_file.is_file():
-        return True
-    model_index = json.loads(index_file.read_text(encoding="utf-8"))
-    return all(isinstance(model_index.get(name), list) and None not in model_index[name] for name in CLIP_COMPONENTS)
 
 
 def _load(pipeline_class, source: str, args, device: torch.device):
@@ -429,6 +338,15 @@ def _load(pipeline_class, source: str, args, device: torch.device):
     return pipe
 
 
+def _needs_model(model: str | None, command: str, pipeline_class) -> str:
+    if model is None:
+        raise CLIError(
+            f"`{command}` needs --model ({pipeline_class.__name__} folder or Hub repo id): the embedded default model "
+            "is a text-to-image model."
+        )
+    return model
+
+
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     return None if seed is None else torch.Generator(device).manual_seed(seed)
 
@@ -439,31 +357,18 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
 
 def run_generate(args) -> int:
     device = _device(args.device)
-    _check_output(args.output)
-    source = _model_source(args.model, GlidePipeline, "generate")
-    upsampler_source = None
-    if args.upsampler is not None:
-        upsampler_source = _model_source(args.upsampler, GlideUpsamplePipeline, "generate --upsampler")
-    clip_source = _clip_source(args.clip) if args.clip is not None else None
+    _check_outputs(args.output, args.num_images, ("", "-low") if args.upsampler else ("",))
     clip_guidance_scale = args.clip_guidance_scale
     if clip_guidance_scale is None:
-        clip_guidance_scale = 3.0 if clip_source is not None else 0.0
-    if clip_guidance_scale > 0 and clip_source is None and not _folder_has_clip(source):
-        raise CLIError(
-            f"--clip_guidance_scale {clip_guidance_scale} needs the noised CLIP: pass --clip (a folder converted with "
-            "`convert --model_type clip`, or a Hub id), or a --model folder that holds the CLIP components."
-        )
-    pipe = _load(GlidePipeline, source, args, device)
-    if clip_source is not None:
-        pipe.load_clip_guidance(clip_source, dtype=DTYPES[args.dtype])
+        clip_guidance_scale = 3.0 if args.clip is not None else 0.0
+    pipe = _load(GlidePipeline, args.model or embedded_model_path(), args, device)
+    if args.clip is not None:
+        pipe.load_clip_guidance(args.clip, dtype=DTYPES[args.dtype])
     upsampler = None
-    if upsampler_source is not None:
-        upsampler = _load(GlideUpsamplePipeline, upsampler_source, args, device)
-        if upsampler.unet.config.inpainting:
-            raise CLIError(
-                f"--upsampler {args.upsampler} is an inpainting upsampler (upsample-inpaint): use a plain upsampler "
-                "here, or `diffusers-glide upsample` with --inpaint_image and --mask."
-            )
+    if args.upsampler is not None:
+        upsampler = _load(GlideUpsamplePipeline, args.upsampler, args, device)
+        # before the base model samples: an inpainting upsampler would need --inpaint_image / --mask
+        upsampler.check_inputs(image=[], inpaint_image=None, mask_image=None, upsample_temp=args.upsample_temp)
 
     generator = _generator(args.seed, device)
     images = pipe(
@@ -492,12 +397,11 @@ def run_generate(args) -> int:
 
 def run_inpaint(args) -> int:
     device = _device(args.device)
-    _check_output(args.output)
-    source = _model_source(args.model, GlideInpaintPipeline, "inpaint")
-    image = _read_image(args.image, "image").convert("RGB")
-    mask = _read_mask(args.mask)
+    _check_outputs(args.output, args.num_images)
+    source = _needs_model(args.model, "inpaint", GlideInpaintPipeline)
+    image = _read_image(args.image, "image")
+    mask = _read_image(args.mask, "mask")
     pipe = _load(GlideInpaintPipeline, source, args, device)
-    _check_mask_survives_resizing(pipe, mask, args.mask)
     images = pipe(
         args.prompt,
         image=image,
@@ -513,26 +417,12 @@ def run_inpaint(args) -> int:
 
 def run_upsample(args) -> int:
     device = _device(args.device)
-    _check_output(args.output)
-    source = _model_source(args.model, GlideUpsamplePipeline, "upsample")
-    image = _read_image(args.image, "image").convert("RGB")
-    inpaint_image = mask = None
-    if args.inpaint_image is not None:
-        inpaint_image = _read_image(args.inpaint_image, "inpaint image").convert("RGB")
-    if args.mask is not None:
-        mask = _read_mask(args.mask)
+    _check_outputs(args.output, args.num_images)
+    source = _needs_model(args.model, "upsample", GlideUpsamplePipeline)
+    image = _read_image(args.image, "image")
+    inpaint_image = _read_image(args.inpaint_image, "inpaint image") if args.inpaint_image is not None else None
+    mask = _read_image(args.mask, "mask") if args.mask is not None else None
     pipe = _load(GlideUpsamplePipeline, source, args, device)
-    if pipe.unet.config.inpainting and (inpaint_image is None or mask is None):
-        raise CLIError(
-            f"{args.model} is an inpainting upsampler (upsample-inpaint): it needs --inpaint_image (the known "
-            f"high-resolution image) and --mask, where {MASK_CONVENTION}."
-        )
-    if not pipe.unet.config.inpainting and (inpaint_image is not None or mask is not None):
-        raise CLIError(
-            f"--inpaint_image / --mask need an inpainting upsampler (upsample-inpaint); {args.model} is a plain one."
-        )
-    if mask is not None:
-        _check_mask_survives_resizing(pipe, mask, args.mask)
     images = pipe(
         args.prompt,
         image=image,
@@ -593,7 +483,14 @@ def main(argv=None) -> int:
         if args.subcommand == "convert":
             return run_conversion(args)
         return run_train(args, argv)
-    except (FileNotFoundError, ValueError, OSError) as error:  # OSError is also EnvironmentError
+    except BatchTooLargeError as error:
+        print(
+            f"error: --num_images {args.num_images} is too many for one run: at most {error.max_images} fit in memory "
+            f"({_one_line(error)}). Run the command several times with different --seed values.",
+            file=sys.stderr,
+        )
+        return 2
+    except (ValueError, OSError, FloatingPointError) as error:  # OSError covers FileNotFoundError
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
 
