@@ -177,3 +177,28 @@ def tiny_components(variant: str = "base", sample_size: int | None = None, **sch
         "tokenizer": tokenizer,
         "scheduler": GlideScheduler(**{"timestep_respacing": "4", **scheduler_config}),
     }
+
+
+def tiny_pipeline(variant: str = "base", **scheduler_config):
+    """The pipeline of `variant` over `tiny_components`, without progress bars."""
+    import diffusers_glide
+    from diffusers_glide.variants import get_variant
+
+    pipe = getattr(diffusers_glide, get_variant(variant).pipeline_class)(
+        **tiny_components(variant, **scheduler_config)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_inputs(variant: str = "base", seed: int = 0, **overrides) -> dict:
+    """Call arguments for `tiny_pipeline(variant)`: a prompt, seeded noise, the images the variant needs; "pt" out."""
+    call = {"prompt": "a red circle", "generator": torch.Generator().manual_seed(seed), "output_type": "pt"}
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    if variant == "upsample":
+        call["image"] = image
+    if variant == "base-inpaint":
+        mask = torch.zeros(1, 1, 8, 8)
+        mask[..., 2:6, 2:6] = 1
+        call.update(image=image, mask_image=mask)
+    return {**call, **overrides}

@@ -9,32 +9,12 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import tiny_components, tiny_text_encoder
+from conftest import tiny_components, tiny_inputs, tiny_pipeline, tiny_text_encoder
 
-from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide import GlideInpaintPipeline, GlidePipeline
 from diffusers_glide.pipelines import memory
 from diffusers_glide.pipelines.image_processing import GlideImageProcessor
 from diffusers_glide.pipelines.memory import BatchTooLargeError
-
-PIPELINES = {"base": GlidePipeline, "upsample": GlideUpsamplePipeline, "base-inpaint": GlideInpaintPipeline}
-
-
-def make_pipe(variant: str = "base", **scheduler_config):
-    pipe = PIPELINES[variant](**tiny_components(variant, **scheduler_config))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def inputs(variant: str = "base", seed: int = 0, **overrides) -> dict:
-    call = {"prompt": "a red circle", "generator": torch.Generator().manual_seed(seed), "output_type": "pt"}
-    if variant == "upsample":
-        call["image"] = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    if variant == "base-inpaint":
-        mask = torch.zeros(1, 1, 8, 8)
-        mask[..., 2:6, 2:6] = 1
-        call.update(image=torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)), mask_image=mask)
-    return {**call, **overrides}
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Numbers and tensors
@@ -47,30 +27,30 @@ def inputs(variant: str = "base", seed: int = 0, **overrides) -> dict:
 )
 def test_non_finite_scalars_are_errors(variant, name, value):
     with pytest.raises(ValueError, match=rf"`{name}` must be a finite number, got {value}"):
-        make_pipe(variant)(**inputs(variant, **{name: value}))
+        tiny_pipeline(variant)(**tiny_inputs(variant, **{name: value}))
 
 
 def test_scalars_must_be_numbers():
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     with pytest.raises(TypeError, match=r"`guidance_scale` must be a number, got str '3'"):
-        pipe(**inputs(guidance_scale="3"))
+        pipe(**tiny_inputs(guidance_scale="3"))
     with pytest.raises(TypeError, match=r"`eta` must be a number, got bool True"):
-        pipe(**inputs(eta=True))
+        pipe(**tiny_inputs(eta=True))
     with pytest.raises(ValueError, match=r"`eta` must be in \[0, 1\], got 2"):
-        pipe(**inputs(eta=2))
+        pipe(**tiny_inputs(eta=2))
 
 
 def test_non_finite_tensors_are_errors():
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     latents = torch.randn(1, 3, 8, 8)
     latents[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="`latents` holds NaN or infinite values"):
-        pipe(**inputs(latents=latents))
+        pipe(**tiny_inputs(latents=latents))
     embeds, negative = pipe.encode_prompt("a red circle")
     with pytest.raises(ValueError, match="`prompt_embeds` holds NaN or infinite values"):
-        pipe(**inputs(prompt=None, prompt_embeds=embeds * float("inf"), negative_prompt_embeds=negative))
+        pipe(**tiny_inputs(prompt=None, prompt_embeds=embeds * float("inf"), negative_prompt_embeds=negative))
     with pytest.raises(ValueError, match="`negative_prompt_embeds` holds NaN or infinite values"):
-        pipe(**inputs(prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative * float("nan")))
+        pipe(**tiny_inputs(prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative * float("nan")))
 
 
 def test_tokenizer_larger_than_the_text_encoder_vocabulary():
@@ -79,18 +59,18 @@ def test_tokenizer_larger_than_the_text_encoder_vocabulary():
     components["text_encoder"] = tiny_text_encoder(vocab_size=5)
     pipe = GlidePipeline(**components)
     with pytest.raises(ValueError, match=r"The tokenizer produced token id 6 but the text encoder has only 5 token "):
-        pipe(**inputs(prompt="a circle"))  # "a circle" is ids 2, 6
-    pipe(**inputs(prompt="a red"))  # ids 2 and 3 fit
+        pipe(**tiny_inputs(prompt="a circle"))  # "a circle" is ids 2, 6
+    pipe(**tiny_inputs(prompt="a red"))  # ids 2 and 3 fit
 
 
 def test_wrong_types_of_latents_and_generator():
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     with pytest.raises(TypeError, match="`latents` must be a torch.Tensor, got ndarray"):
-        pipe(**inputs(latents=np.zeros((1, 3, 8, 8), np.float32)))
+        pipe(**tiny_inputs(latents=np.zeros((1, 3, 8, 8), np.float32)))
     with pytest.raises(TypeError, match=r"`generator` must be a torch.Generator .* got int 42; for a seed use"):
-        pipe(**inputs(generator=42))
+        pipe(**tiny_inputs(generator=42))
     with pytest.raises(TypeError, match="`generator` must be a torch.Generator"):
-        pipe(**inputs(generator=[torch.Generator(), 1]))
+        pipe(**tiny_inputs(generator=[torch.Generator(), 1]))
 
 
 @pytest.mark.parametrize(
@@ -108,15 +88,19 @@ def test_wrong_types_of_latents_and_generator():
     ],
 )
 def test_bad_callback_outputs_are_errors(returned, error, match):
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     with pytest.raises(error, match=match):
-        pipe(**inputs(), callback_on_step_end=lambda *args: returned, callback_on_step_end_tensor_inputs=["latents"])
+        pipe(
+            **tiny_inputs(),
+            callback_on_step_end=lambda *args: returned,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
 
 
 def test_callback_returning_none_changes_nothing():
-    pipe = make_pipe()
-    expected = pipe(**inputs()).images
-    torch.testing.assert_close(pipe(**inputs(), callback_on_step_end=lambda *args: None).images, expected)
+    pipe = tiny_pipeline()
+    expected = pipe(**tiny_inputs()).images
+    torch.testing.assert_close(pipe(**tiny_inputs(), callback_on_step_end=lambda *args: None).images, expected)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,7 +108,7 @@ def test_callback_returning_none_changes_nothing():
 
 
 def test_nan_from_the_unet_stops_with_the_step():
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     calls = []
 
     def poison_third_call(module, args, output):
@@ -139,15 +123,15 @@ def test_nan_from_the_unet_stops_with_the_step():
         r"\(float16 weights on a CPU, or weights holding NaN\?\)\. No image is returned\."
     )
     with pytest.raises(FloatingPointError, match=message):
-        pipe(**inputs())
+        pipe(**tiny_inputs())
 
 
 def test_non_finite_weights_stop_at_the_first_step():
-    pipe = make_pipe("base-inpaint")
+    pipe = tiny_pipeline("base-inpaint")
     with torch.no_grad():
         pipe.unet.conv_out.bias[0] = float("inf")
     with pytest.raises(FloatingPointError, match=r"at step 1 of 4 \(timestep 999\): the UNet output was not finite"):
-        pipe(**inputs("base-inpaint"))
+        pipe(**tiny_inputs("base-inpaint"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,13 +230,13 @@ def test_ambiguous_or_out_of_range_images_are_refused(processor, image, error, m
 def test_pipelines_share_the_reading_rule():
     # a grayscale PIL image is read the same way by the upsampler and the inpainter
     gray = PIL.Image.fromarray(gray_levels())
-    upsampled = make_pipe("upsample")(**inputs("upsample", image=gray)).images
-    as_rgb = make_pipe("upsample")(**inputs("upsample", image=gray.convert("RGB"))).images
+    upsampled = tiny_pipeline("upsample")(**tiny_inputs("upsample", image=gray)).images
+    as_rgb = tiny_pipeline("upsample")(**tiny_inputs("upsample", image=gray.convert("RGB"))).images
     torch.testing.assert_close(upsampled, as_rgb)
     with pytest.raises(ValueError, match=r"`image` values must be floats in \[0, 1\]"):
-        make_pipe("upsample")(**inputs("upsample", image=torch.rand(1, 3, 8, 8) - 0.5))
+        tiny_pipeline("upsample")(**tiny_inputs("upsample", image=torch.rand(1, 3, 8, 8) - 0.5))
     with pytest.raises(ValueError, match=r"`inpaint_image`|`image` values must be floats in \[0, 1\]"):
-        make_pipe("base-inpaint")(**inputs("base-inpaint", image=torch.rand(1, 3, 8, 8) + 0.5))
+        tiny_pipeline("base-inpaint")(**tiny_inputs("base-inpaint", image=torch.rand(1, 3, 8, 8) + 0.5))
 
 
 @pytest.mark.parametrize(
@@ -266,7 +250,7 @@ def test_pipelines_share_the_reading_rule():
 )
 def test_bad_masks_are_errors(mask, match):
     with pytest.raises(ValueError, match=match):
-        make_pipe("base-inpaint")(**inputs("base-inpaint", mask_image=mask))
+        tiny_pipeline("base-inpaint")(**tiny_inputs("base-inpaint", mask_image=mask))
 
 
 def test_mask_read_from_every_mode_and_depth(processor):
@@ -293,7 +277,7 @@ def test_mask_read_from_every_mode_and_depth(processor):
 
 
 def test_folder_of_another_pipeline_class_is_refused(tmp_path):
-    make_pipe("base").save_pretrained(tmp_path / "base")
+    tiny_pipeline("base").save_pretrained(tmp_path / "base")
     with pytest.raises(
         ValueError, match=r"holds a GlidePipeline, not a GlideInpaintPipeline: load it with `GlidePipeline"
     ):
@@ -310,7 +294,7 @@ def test_folder_of_another_pipeline_class_is_refused(tmp_path):
 
 
 def test_incomplete_folder_names_the_missing_component(tmp_path):
-    make_pipe("base").save_pretrained(tmp_path / "base")
+    tiny_pipeline("base").save_pretrained(tmp_path / "base")
     shutil.rmtree(tmp_path / "base" / "tokenizer")
     with pytest.raises(OSError, match=r"lacks the `tokenizer/` folder that its model_index.json lists"):
         GlidePipeline.from_pretrained(tmp_path / "base")
@@ -323,8 +307,8 @@ def test_incomplete_folder_names_the_missing_component(tmp_path):
 
 
 def test_concurrent_calls_on_one_pipeline_are_refused():
-    pipe = make_pipe("base", timestep_respacing="10")
-    expected = pipe(**inputs(num_inference_steps=6)).images
+    pipe = tiny_pipeline("base", timestep_respacing="10")
+    expected = pipe(**tiny_inputs(num_inference_steps=6)).images
     inside, release = threading.Event(), threading.Event()
     results = {}
 
@@ -334,13 +318,13 @@ def test_concurrent_calls_on_one_pipeline_are_refused():
         return tensors
 
     def first():
-        results["first"] = pipe(**inputs(num_inference_steps=6), callback_on_step_end=hold).images
+        results["first"] = pipe(**tiny_inputs(num_inference_steps=6), callback_on_step_end=hold).images
 
     thread = threading.Thread(target=first)
     thread.start()
     assert inside.wait(timeout=60)
     with pytest.raises(RuntimeError, match="already running a call .* a pipeline object runs one call at a time"):
-        pipe(**inputs(num_inference_steps=3))
+        pipe(**tiny_inputs(num_inference_steps=3))
     release.set()
     thread.join(timeout=60)
     torch.testing.assert_close(results["first"], expected)  # the refused call changed nothing
@@ -348,9 +332,9 @@ def test_concurrent_calls_on_one_pipeline_are_refused():
 
 
 def test_pipelines_sharing_models_run_in_parallel_threads():
-    pipe = make_pipe("base", timestep_respacing="10")
+    pipe = tiny_pipeline("base", timestep_respacing="10")
     steps = {"a": 6, "b": 3}
-    expected = {name: pipe(**inputs(num_inference_steps=n)).images for name, n in steps.items()}
+    expected = {name: pipe(**tiny_inputs(num_inference_steps=n)).images for name, n in steps.items()}
     results = {}
 
     def run(name):
@@ -358,7 +342,7 @@ def test_pipelines_sharing_models_run_in_parallel_threads():
 
         own = GlidePipeline(**{**pipe.components, "scheduler": copy.deepcopy(pipe.scheduler)})
         own.set_progress_bar_config(disable=True)
-        results[name] = own(**inputs(num_inference_steps=steps[name])).images
+        results[name] = own(**tiny_inputs(num_inference_steps=steps[name])).images
 
     threads = [threading.Thread(target=run, args=(name,)) for name in steps]
     for thread in threads:
@@ -370,22 +354,22 @@ def test_pipelines_sharing_models_run_in_parallel_threads():
 
 
 def test_batch_that_cannot_fit_is_refused_before_allocating(monkeypatch):
-    pipe = make_pipe()
+    pipe = tiny_pipeline()
     per_image = 2 * memory.unet_bytes_per_row(pipe.unet.config, 4, 8) + 4 * 4 * 3 * 8 * 8
     monkeypatch.setattr(memory, "available_memory_bytes", lambda device: 100 * per_image)
-    pipe(**inputs(num_images_per_prompt=100))  # fits exactly
+    pipe(**tiny_inputs(num_images_per_prompt=100))  # fits exactly
     message = (
         r"num_images_per_prompt=101 for 1 prompt\(s\) asks for 101 images in one call, which needs about .* MiB for "
         r"one denoising step, but cpu has .* MiB available: at most 100 fit\. Generate them in several calls"
     )
     with pytest.raises(BatchTooLargeError, match=message) as error:
-        pipe(**inputs(num_images_per_prompt=101))
+        pipe(**tiny_inputs(num_images_per_prompt=101))
     assert error.value.max_images == 100
     # without guidance one UNet row per image: more fit
-    pipe(**inputs(num_images_per_prompt=150, guidance_scale=1.0))
+    pipe(**tiny_inputs(num_images_per_prompt=150, guidance_scale=1.0))
 
 
 def test_absurd_batch_is_refused_with_the_real_memory():
-    pipe = make_pipe("upsample")
+    pipe = tiny_pipeline("upsample")
     with pytest.raises(BatchTooLargeError, match="asks for 100000000 images in one call"):
-        pipe(**inputs("upsample", num_images_per_prompt=100_000_000))
+        pipe(**tiny_inputs("upsample", num_images_per_prompt=100_000_000))

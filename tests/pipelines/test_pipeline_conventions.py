@@ -5,30 +5,12 @@ for the three GLIDE pipelines: per-step guidance read by callbacks, `PipelineCal
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_components
+from conftest import tiny_inputs, tiny_pipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback, SDCFGCutoffCallback
 
-from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 
-PIPELINES = {"base": GlidePipeline, "upsample": GlideUpsamplePipeline, "base-inpaint": GlideInpaintPipeline}
-
-
-def make_pipe(variant: str):
-    pipe = PIPELINES[variant](**tiny_components(variant))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def inputs(variant: str, seed: int = 0, **overrides) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    call = {"prompt": "a red circle", "generator": generator, "output_type": "pt", "guidance_scale": 3.0}
-    if variant == "upsample":
-        call["image"] = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    if variant == "base-inpaint":
-        mask = torch.zeros(1, 1, 8, 8)
-        mask[..., 2:6, 2:6] = 1
-        call.update(image=torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)), mask_image=mask)
-    return {**call, **overrides}
+def inputs(variant: str, **overrides) -> dict:
+    return tiny_inputs(variant, **{"guidance_scale": 3.0, **overrides})
 
 
 def unet_batch_sizes(pipe) -> list[int]:
@@ -38,13 +20,13 @@ def unet_batch_sizes(pipe) -> list[int]:
     return sizes
 
 
-@pytest.fixture(params=list(PIPELINES))
+@pytest.fixture(params=["base", "upsample", "base-inpaint"])
 def variant(request):
     return request.param
 
 
 def test_callbacks_change_the_guidance_scale_between_steps(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     constant = pipe(**inputs(variant)).images
 
     def raise_guidance(pipeline, step, timestep, tensors):
@@ -59,7 +41,7 @@ def test_callbacks_change_the_guidance_scale_between_steps(variant):
 
 
 def test_sd_cfg_cutoff_callback_stops_guidance(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     sizes = unet_batch_sizes(pipe)
     pipe(**inputs(variant), callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=1))
     # steps 0 and 1 guided (conditional + unconditional rows), then only the conditional rows
@@ -68,7 +50,7 @@ def test_sd_cfg_cutoff_callback_stops_guidance(variant):
 
 
 def test_pipeline_callback_tensor_inputs_are_used(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     seen = []
 
     class RecordLatents(PipelineCallback):
@@ -84,7 +66,7 @@ def test_pipeline_callback_tensor_inputs_are_used(variant):
 
 
 def test_interrupt_stops_the_loop(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     sizes = unet_batch_sizes(pipe)
 
     def stop_after_step_1(pipeline, step, timestep, tensors):
@@ -100,7 +82,7 @@ def test_interrupt_stops_the_loop(variant):
 
 
 def test_latent_output_is_the_raw_sample(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     latent = pipe(**inputs(variant, output_type="latent")).images
     as_pt = pipe(**inputs(variant, output_type="pt")).images
     assert latent.shape == as_pt.shape and latent.dtype == torch.float32
@@ -110,11 +92,11 @@ def test_latent_output_is_the_raw_sample(variant):
 
 
 def test_pipeline_without_text_encoder_takes_embeddings(variant, tmp_path):
-    full = make_pipe(variant)
+    full = tiny_pipeline(variant)
     expected = full(**inputs(variant)).images
     prompt_embeds, negative_prompt_embeds = full.encode_prompt("a red circle", do_classifier_free_guidance=True)
     components = {**full.components, "text_encoder": None, "tokenizer": None}
-    pipe = PIPELINES[variant](**components)
+    pipe = type(full)(**components)
     pipe.set_progress_bar_config(disable=True)
     embeds = {"prompt": None, "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
     torch.testing.assert_close(pipe(**inputs(variant, **embeds)).images, expected, atol=1e-6, rtol=0)
@@ -127,14 +109,14 @@ def test_pipeline_without_text_encoder_takes_embeddings(variant, tmp_path):
     # The text encoder is not an optional component (diffusers' generic save / load test expects the pipelines to
     # work from `prompt`); a folder saved without it loads when the missing components are passed as None.
     pipe.save_pretrained(tmp_path)
-    reloaded = PIPELINES[variant].from_pretrained(tmp_path, text_encoder=None, tokenizer=None)
+    reloaded = type(full).from_pretrained(tmp_path, text_encoder=None, tokenizer=None)
     reloaded.set_progress_bar_config(disable=True)
     assert reloaded.text_encoder is None and reloaded.tokenizer is None
     torch.testing.assert_close(reloaded(**inputs(variant, **embeds)).images, expected, atol=1e-6, rtol=0)
 
 
 def test_attention_slicing_is_real_and_changes_nothing(variant):
-    pipe = make_pipe(variant)
+    pipe = tiny_pipeline(variant)
     expected = pipe(**inputs(variant)).images
     blocks = [m for m in pipe.unet.modules() if hasattr(m, "slice_size")]
     assert blocks and all(block.num_heads == 4 for block in blocks)  # 64 channels / 16 per head
@@ -146,7 +128,7 @@ def test_attention_slicing_is_real_and_changes_nothing(variant):
 
 
 def test_guidance_switched_on_by_a_callback_without_unconditional_text_is_an_error():
-    pipe = make_pipe("base")
+    pipe = tiny_pipeline("base")
 
     def guide(pipeline, step, timestep, tensors):
         pipeline._guidance_scale = 5.0
