@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_components, tiny_inputs, tiny_pipeline, tiny_text_encoder
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline
-from diffusers_glide.pipelines import memory
+from diffusers_glide.pipelines import memory, pipeline_glide_base
 from diffusers_glide.pipelines.image_processing import GlideImageProcessor
 from diffusers_glide.pipelines.memory import BatchTooLargeError
 
@@ -124,6 +124,25 @@ def test_nan_from_the_unet_stops_with_the_step():
     )
     with pytest.raises(FloatingPointError, match=message):
         pipe(**tiny_inputs())
+    assert len(calls) == 3  # on the CPU the call stops at that step, not after the loop
+
+
+def test_nan_found_after_the_loop_where_reading_flags_would_wait_for_the_device(monkeypatch):
+    # on an accelerator the flags stay on the device until the loop ends; the same error names the same step
+    monkeypatch.setattr(pipeline_glide_base._NonFiniteSteps, "checked_at_once_on", ())
+    pipe = tiny_pipeline()
+    calls = []
+
+    def poison_third_call(module, args, output):
+        calls.append(1)
+        if len(calls) == 3:
+            output.sample[:] = float("nan")
+        return output
+
+    pipe.unet.register_forward_hook(poison_third_call)
+    with pytest.raises(FloatingPointError, match=r"at step 3 of 4 \(timestep 333\): the UNet output was not finite"):
+        pipe(**tiny_inputs())
+    assert len(calls) == 4
 
 
 def test_non_finite_weights_stop_at_the_first_step():

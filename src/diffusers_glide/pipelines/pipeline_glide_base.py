@@ -60,17 +60,25 @@ class _UNetBatch:
 
 
 class _NonFiniteSteps:
-    """Notes, without a device sync per step, whether each step's UNet output or new sample holds NaN / infinity;
-    `check` raises once, after the loop, naming the first such step."""
+    """Stops sampling with an error naming the first step whose UNet output or new sample holds NaN / infinity.
 
-    def __init__(self):
+    On the CPU a step is checked as soon as it ran (reading the flag costs nothing). On an accelerator that read
+    would wait for the device at every step, so the flags are kept as device tensors and read once, after the loop.
+    """
+
+    checked_at_once_on = ("cpu",)  # device types whose flags are read at every step
+
+    def __init__(self, timesteps, scheduler):
+        self.timesteps, self.scheduler = timesteps, scheduler
         self.steps, self.flags = [], []
 
     def record(self, step: int, model_output: torch.Tensor, latents: torch.Tensor) -> None:
         self.steps.append(step)
         self.flags.append(torch.stack([~torch.isfinite(model_output).all(), ~torch.isfinite(latents).all()]))
+        if latents.device.type in self.checked_at_once_on:
+            self.check()
 
-    def check(self, timesteps, scheduler) -> None:
+    def check(self) -> None:
         if not self.flags:
             return
         flags = torch.stack(self.flags).cpu()
@@ -82,11 +90,11 @@ class _NonFiniteSteps:
         culprit = (
             "the UNet output was not finite (float16 weights on a CPU, or weights holding NaN?)"
             if flags[row, 0]
-            else f"the UNet output was finite but {type(scheduler).__name__}.step's result was not"
+            else f"the UNet output was finite but {type(self.scheduler).__name__}.step's result was not"
         )
         raise FloatingPointError(
-            f"Sampling produced NaN or infinite values at step {step + 1} of {len(timesteps)} (timestep "
-            f"{int(timesteps[step])}): {culprit}. No image is returned."
+            f"Sampling produced NaN or infinite values at step {step + 1} of {len(self.timesteps)} (timestep "
+            f"{int(self.timesteps[step])}): {culprit}. No image is returned."
         )
 
 
@@ -542,9 +550,9 @@ class GlideBasePipeline(DiffusionPipeline):
         """The denoising loop shared by all GLIDE pipelines.
 
         The guidance scale is read at every step (`self._guidance_scale`, which callbacks may change). A step whose
-        UNet output or result holds NaN / infinity stops the call with an error naming it (checked after the loop,
-        so the loop never waits on the device). `guidance_gradient_fn(latents, t)`, when given, returns the scaled
-        gradient of log p(y | x_t) at each step.
+        UNet output or result holds NaN / infinity stops the call with an error naming it (on an accelerator the
+        check runs after the loop, so the loop never waits on the device). `guidance_gradient_fn(latents, t)`, when
+        given, returns the scaled gradient of log p(y | x_t) at each step.
         """
         self._num_timesteps = len(timesteps)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
@@ -552,7 +560,7 @@ class GlideBasePipeline(DiffusionPipeline):
         scheduler_step = self._make_scheduler_step(latents.shape[1], generator, eta, known)
         paste_after_step = known is not None and not isinstance(self.scheduler, GlideScheduler)
         batch = _UNetBatch(prompt_embeds, negative_prompt_embeds, conditioning)
-        non_finite = _NonFiniteSteps()
+        non_finite = _NonFiniteSteps(timesteps, self.scheduler)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
@@ -569,5 +577,5 @@ class GlideBasePipeline(DiffusionPipeline):
                         callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, latents, batch
                     )
                 progress_bar.update()
-        non_finite.check(timesteps, self.scheduler)
+        non_finite.check()
         return latents
