@@ -107,17 +107,23 @@ def test_callback_returning_none_changes_nothing():
 # NaN during sampling
 
 
-def test_nan_from_the_unet_stops_with_the_step():
-    pipe = tiny_pipeline()
+def poison_unet_call(pipe, number: int) -> list:
+    """Makes the UNet's `number`-th call return NaN; returns the list that counts its calls."""
     calls = []
 
-    def poison_third_call(module, args, output):
+    def poison(module, args, output):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == number:
             output.sample[:] = float("nan")
         return output
 
-    pipe.unet.register_forward_hook(poison_third_call)
+    pipe.unet.register_forward_hook(poison)
+    return calls
+
+
+def test_nan_from_the_unet_stops_with_the_step():
+    pipe = tiny_pipeline()
+    calls = poison_unet_call(pipe, 3)
     message = (
         r"Sampling produced NaN or infinite values at step 3 of 4 \(timestep 333\): the UNet output was not finite "
         r"\(float16 weights on a CPU, or weights holding NaN\?\)\. No image is returned\."
@@ -131,15 +137,7 @@ def test_nan_found_after_the_loop_where_reading_flags_would_wait_for_the_device(
     # on an accelerator the flags stay on the device until the loop ends; the same error names the same step
     monkeypatch.setattr(pipeline_glide_base._NonFiniteSteps, "checked_at_once_on", ())
     pipe = tiny_pipeline()
-    calls = []
-
-    def poison_third_call(module, args, output):
-        calls.append(1)
-        if len(calls) == 3:
-            output.sample[:] = float("nan")
-        return output
-
-    pipe.unet.register_forward_hook(poison_third_call)
+    calls = poison_unet_call(pipe, 3)
     with pytest.raises(FloatingPointError, match=r"at step 3 of 4 \(timestep 333\): the UNet output was not finite"):
         pipe(**tiny_inputs())
     assert len(calls) == 4

@@ -73,9 +73,10 @@ class _NonFiniteSteps:
         self.steps, self.flags = [], []
 
     def record(self, step: int, model_output: torch.Tensor, latents: torch.Tensor) -> None:
+        flags = torch.stack([~torch.isfinite(model_output).all(), ~torch.isfinite(latents).all()])
         self.steps.append(step)
-        self.flags.append(torch.stack([~torch.isfinite(model_output).all(), ~torch.isfinite(latents).all()]))
-        if latents.device.type in self.checked_at_once_on:
+        self.flags.append(flags)
+        if latents.device.type in self.checked_at_once_on and flags.any():
             self.check()
 
     def check(self) -> None:
