@@ -276,20 +276,6 @@ USER_ERRORS = {
         lambda tmp, folders, inputs: ["generate", PROMPT, "--model", folders["upsample"]],
         ["holds a GlideUpsamplePipeline, not a GlidePipeline"],
     ),
-    "inpaint without --model": (
-        lambda tmp, folders, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"]],
-        [
-            "`inpaint` needs --model (GlideInpaintPipeline folder",
-            "the embedded default model is a text-to-image model",
-        ],
-    ),
-    "upsample without --model": (
-        lambda tmp, folders, inputs: ["upsample", PROMPT, "--image", inputs["low"]],
-        [
-            "`upsample` needs --model (GlideUpsamplePipeline folder",
-            "the embedded default model is a text-to-image model",
-        ],
-    ),
     "inpaint model of the wrong class": (
         lambda tmp, folders, inputs: [
             "inpaint",

@@ -6,9 +6,11 @@
     diffusers-glide upsample "a corgi" --image corgi_64.png --model glide-upsample
     diffusers-glide convert --checkpoint_path base.pt --model_type base --vocab_dir openai --dump_path glide-base
     diffusers-glide train --output_dir runs/shapes --shapes --max_train_steps 1000
+    diffusers-glide train-clip --output_dir runs/clip --shapes --max_train_steps 1000
 
 Every `--model` is a pipeline folder (converted, trained or saved with `save_pretrained`) or a Hub repo id.
-Without `--model`, `generate` uses the tiny text-to-image model embedded in the package (32x32 shapes).
+Without `--model`, each command uses the tiny model of its stage embedded in the package (32x32 shapes, upsampled
+to 128x128); `--upsampler default` and `--clip default` name the embedded upsampler and noised CLIP.
 User errors (missing files, bad masks, unknown model folders, bad values) print `error: ...` and exit with 2.
 """
 
@@ -34,8 +36,10 @@ from .output_folders import check_output_image_paths, save_image_atomically
 from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from .pipelines.memory import BatchTooLargeError
 from .training.arguments import add_training_arguments, check_training_arguments
+from .training.clip_trainer import add_clip_training_arguments, check_clip_training_arguments
 
 PROG = "diffusers-glide"
+DEFAULT = "default"  # the value of --upsampler / --clip that names the embedded model
 MASK_CONVENTION = "white = repaint, black = keep (the diffusers convention; GLIDE's own masks are the opposite)"
 # torch device types that can sample (`meta` tensors, for one, hold no data)
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
@@ -144,8 +148,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     generate.add_argument(
         "--upsampler",
-        help="GlideUpsamplePipeline folder or Hub repo id: upsample every generated image with the same prompt. "
-        "The upsampled images are written to the --output path(s); the base images next to them as "
+        help="GlideUpsamplePipeline folder or Hub repo id, or 'default' for the embedded 32 -> 128 upsampler: "
+        "upsample every generated image with the same prompt. The upsampled images are written to the --output path(s); the base images next to them as "
         "<stem>-low<suffix> (e.g. glide-low.png, or glide-0-low.png with --num_images > 1)",
     )
     _add_sampling_arguments(
@@ -169,8 +173,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     clip = generate.add_argument_group("CLIP guidance")
     clip.add_argument(
         "--clip",
-        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip`); not needed when the "
-        "--model folder already holds the CLIP components",
+        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip` or trained with "
+        "`train-clip`), or 'default' for the embedded 32x32 one; not needed when the --model folder already holds "
+        "the CLIP components",
     )
     clip.add_argument(
         "--clip_guidance_scale",
@@ -183,7 +188,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     # inpaint ----------------------------------------------------------------------------------------------
     inpaint = sub["inpaint"] = subparsers.add_parser(
         "inpaint",
-        help="repaint the masked region of an image from text (needs an inpainting --model)",
+        help="repaint the masked region of an image from text (the embedded 32x32 inpainting model unless --model)",
         description=(
             "Repaint the masked region of an image from a text prompt with a GlideInpaintPipeline. The image and "
             "the mask are resized to the model's size. Mask convention: " + MASK_CONVENTION + "."
@@ -200,8 +205,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     inpaint.add_argument(
         "--model",
-        help="GlideInpaintPipeline folder or Hub repo id, e.g. a converted base-inpaint checkpoint (required: the "
-        "embedded default model is text-to-image only)",
+        help="GlideInpaintPipeline folder or Hub repo id, e.g. a converted base-inpaint checkpoint (default: the "
+        "embedded 32x32 shapes inpainting model)",
     )
     _add_sampling_arguments(
         inpaint,
@@ -214,7 +219,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     # upsample ---------------------------------------------------------------------------------------------
     upsample = sub["upsample"] = subparsers.add_parser(
         "upsample",
-        help="text-conditional super-resolution of an image (needs an upsampling --model)",
+        help="text-conditional super-resolution of an image (the embedded 32 -> 128 upsampler unless --model)",
         description=(
             "Upsample a low-resolution image, conditioned on a text prompt, with a GlideUpsamplePipeline (e.g. "
             "64x64 -> 256x256 for OpenAI's upsampler). The image must be square and at most the output size. An "
@@ -225,8 +230,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     upsample.add_argument("--image", type=Path, required=True, help="the low-resolution image (square)")
     upsample.add_argument(
         "--model",
-        help="GlideUpsamplePipeline folder or Hub repo id, e.g. a converted upsample checkpoint (required: the "
-        "embedded default model is text-to-image only)",
+        help="GlideUpsamplePipeline folder or Hub repo id, e.g. a converted upsample checkpoint (default: the "
+        "embedded 32 -> 128 shapes upsampler, or its upsample-inpaint sibling with --inpaint_image / --mask)",
     )
     upsample.add_argument(
         "--inpaint_image",
@@ -260,6 +265,16 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         "jobs: `accelerate launch -m diffusers_glide.training ...` (same flags).",
     )
     add_training_arguments(train)
+
+    # train-clip -------------------------------------------------------------------------------------------
+    train_clip = sub["train-clip"] = subparsers.add_parser(
+        "train-clip",
+        help="train a noised CLIP for CLIP guidance, contrastively on noised images",
+        description="Train GLIDE's noised CLIP (the classifier of CLIP guidance) from scratch: a contrastive loss "
+        "between captions and images noised to random diffusion timesteps. The folder it writes loads with "
+        "`GlidePipeline.load_clip_guidance` and `generate --clip`.",
+    )
+    add_clip_training_arguments(train_clip)
     return parser, sub
 
 
@@ -338,13 +353,9 @@ def _load(pipeline_class, source: str, args, device: torch.device):
     return pipe
 
 
-def _needs_model(model: str | None, command: str, pipeline_class) -> str:
-    if model is None:
-        raise CLIError(
-            f"`{command}` needs --model ({pipeline_class.__name__} folder or Hub repo id): the embedded default model "
-            "is a text-to-image model."
-        )
-    return model
+def _model_or_embedded(model: str | None, kind: str) -> str:
+    """`model`, or the embedded model of `kind` when it is omitted or 'default'."""
+    return embedded_model_path(kind) if model in (None, DEFAULT) else model
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
@@ -361,12 +372,12 @@ def run_generate(args) -> int:
     clip_guidance_scale = args.clip_guidance_scale
     if clip_guidance_scale is None:
         clip_guidance_scale = 3.0 if args.clip is not None else 0.0
-    pipe = _load(GlidePipeline, args.model or embedded_model_path(), args, device)
+    pipe = _load(GlidePipeline, _model_or_embedded(args.model, "base"), args, device)
     if args.clip is not None:
-        pipe.load_clip_guidance(args.clip, dtype=DTYPES[args.dtype])
+        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=DTYPES[args.dtype])
     upsampler = None
     if args.upsampler is not None:
-        upsampler = _load(GlideUpsamplePipeline, args.upsampler, args, device)
+        upsampler = _load(GlideUpsamplePipeline, _model_or_embedded(args.upsampler, "upsample"), args, device)
         # before the base model samples: an inpainting upsampler would need --inpaint_image / --mask
         upsampler.check_inputs(image=[], inpaint_image=None, mask_image=None, upsample_temp=args.upsample_temp)
 
@@ -398,7 +409,7 @@ def run_generate(args) -> int:
 def run_inpaint(args) -> int:
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
-    source = _needs_model(args.model, "inpaint", GlideInpaintPipeline)
+    source = _model_or_embedded(args.model, "base-inpaint")
     image = _read_image(args.image, "image")
     mask = _read_image(args.mask, "mask")
     pipe = _load(GlideInpaintPipeline, source, args, device)
@@ -418,7 +429,8 @@ def run_inpaint(args) -> int:
 def run_upsample(args) -> int:
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
-    source = _needs_model(args.model, "upsample", GlideUpsamplePipeline)
+    inpainting = args.inpaint_image is not None or args.mask is not None
+    source = _model_or_embedded(args.model, "upsample-inpaint" if inpainting else "upsample")
     image = _read_image(args.image, "image")
     inpaint_image = _read_image(args.inpaint_image, "inpaint image") if args.inpaint_image is not None else None
     mask = _read_image(args.mask, "mask") if args.mask is not None else None
@@ -448,6 +460,16 @@ def run_train(args, argv: list[str]) -> int:
     return 0
 
 
+def run_train_clip(args, argv: list[str]) -> int:
+    from .training.clip_trainer import train_clip
+
+    rest = argv[argv.index("train-clip") + 1 :]
+    train_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "subcommand"})
+    path = train_clip(train_args, command=shlex.join([PROG, "train-clip", *rest]))
+    print(f"Saved the noised CLIP to {path}")
+    return 0
+
+
 def _exit_code(exit_: SystemExit) -> int:
     if exit_.code is None:
         return 0
@@ -470,6 +492,8 @@ def main(argv=None) -> int:
             check_convert_arguments(sub["convert"], args)
         elif args.subcommand == "train":
             check_training_arguments(sub["train"], args)
+        elif args.subcommand == "train-clip":
+            check_clip_training_arguments(sub["train-clip"], args)
     except SystemExit as exit_:  # argparse: --help, --version, usage errors (2)
         return _exit_code(exit_)
 
@@ -482,6 +506,8 @@ def main(argv=None) -> int:
             return run_upsample(args)
         if args.subcommand == "convert":
             return run_conversion(args)
+        if args.subcommand == "train-clip":
+            return run_train_clip(args, argv)
         return run_train(args, argv)
     except BatchTooLargeError as error:
         print(

@@ -239,6 +239,37 @@ def build_clip_tokenizer(vocab_dir: str | os.PathLike) -> CLIPTokenizer:
     return _build_from_vocab_file(path)
 
 
+def build_small_clip_tokenizer(words: Sequence[str], context_length: int = CLIP_CONTEXT_LENGTH) -> CLIPTokenizer:
+    """Build a CLIP BPE tokenizer whose merges spell out `words` and nothing else, for a small noised CLIP trained
+    from scratch on a closed vocabulary (the 49408-row table of OpenAI's would outweigh such a model).
+
+    The vocabulary is laid out like OpenAI's (the 256 byte symbols, the same with ``</w>``, one token per merge,
+    then ``<|startoftext|>`` and ``<|endoftext|>``), so every text still tokenizes: a word of `words` becomes one
+    token, any other word falls back to smaller pieces. Each word gets the merges that join it left to right.
+    Prompts are encoded with [`tokenize_clip_prompts`], as with OpenAI's vocabulary.
+
+    Args:
+        words (`list[str]`): The words to keep whole (lower-cased; letters and digits).
+        context_length (`int`, *optional*, defaults to 77): The CLIP text context (the `model_max_length`).
+    """
+    merges: list[tuple[str, str]] = []
+    unique = list(dict.fromkeys(word.lower() for word in words))
+    for word in unique:
+        if not word or not word.isalnum() or not word.isascii():
+            raise ValueError(f"Vocabulary entries must be single words of ASCII letters and digits, got {word!r}.")
+    # longer words' merges rank first: a shorter word's merge (e.g. "t o" of "top") would otherwise split a longer
+    # word containing it ("bottom") before that word's own chain completes
+    for word in sorted(unique, key=len, reverse=True):
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        joined = symbols[0]
+        for symbol in symbols[1:]:
+            merges.append((joined, symbol))
+            joined += symbol
+    merges = list(dict.fromkeys(merges))
+    vocab = _build_vocab(merges, "the word list")
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)
+
+
 def _split_at_special_words(text: str, specials: dict[str, int]) -> tuple[list[str], list[int | None]]:
     """Cut `text` at the special literals that CLIP's regex reads as words of their own.
 

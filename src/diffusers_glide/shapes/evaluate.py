@@ -5,13 +5,29 @@ the pixels far from the background), the shape (how much of its bounding box the
 square, ~0.79 for a circle, ~0.5 for a triangle) and, when the caption names it, the position (nearest
 position to the shape's centroid). A sample's score is the fraction of its attributes that match the caption.
 
-Run as a script on a pipeline folder (the embedded default when `--model` is omitted):
+Run as a script on a pipeline folder (the embedded model of the task when `--model` is omitted):
 
     python -m diffusers_glide.shapes.evaluate --num_samples 4 --guidance_scales 1 3
 
 It samples captions of the held-out (colour, shape, background) combinations, which the model never saw in
 training (`--split train`: combinations seen in training), and reports the scores with classifier-free guidance at each scale, without guidance (scale 1) and
 for the unconditional model (the empty prompt, scored against the same captions: the chance level).
+
+`--task` evaluates the other GLIDE stages on the same captions (see `stage_evaluation.py`):
+
+- `inpaint` (`base-inpaint` model): each scene is edited into another shape and colour; the model repaints a
+  mask (`--regions shape rectangle`) at each of `--guidance_scales` (default 1 5). Reports the score against the
+  edited scene and the fraction of samples whose kept pixels are exactly the input's.
+- `upsample` (`upsample` model): upsamples the scenes rendered at a quarter of the model's size with each of
+  `--samplers` (default all: GLIDE's fast27 DDIM, 50 and 100 ancestral steps, DPM-Solver++ with 5 to 20
+  steps) and bicubic interpolation; reports PSNR against the full-size render, the score and the wall time.
+- `upsample-inpaint` (`upsample-inpaint` model): the inpainting edits at the full size, given the
+  low-resolution render of the edited scene.
+- `clip` (`base` model + the noised CLIP of `--clip`): CLIP guidance at each of `--clip_guidance_scales`,
+  classifier-free guidance (the single scale of `--guidance_scales`, default 3) and both, against the
+  unconditional model.
+
+    python -m diffusers_glide.shapes.evaluate --task upsample --samplers ddim-fast27 dpm++-15 --num_samples 2
 """
 
 from __future__ import annotations
@@ -196,29 +212,110 @@ def results_table(results: list[EvaluationResult]) -> str:
     return "\n".join(lines)
 
 
+TASKS = ("text", "inpaint", "upsample", "upsample-inpaint", "clip")
+# the embedded model each task evaluates when `--model` is not given
+_TASK_MODELS = {
+    "text": "base",
+    "inpaint": "base-inpaint",
+    "upsample": "upsample",
+    "upsample-inpaint": "upsample-inpaint",
+    "clip": "base",
+}
+
+
 def main(argv=None) -> int:
     from ..embedded import embedded_model_path
-    from ..pipelines import GlidePipeline
+    from ..pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+    from . import stage_evaluation as stages
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="GlidePipeline folder or Hub id (default: the embedded model)")
-    parser.add_argument("--guidance_scales", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--task", default="text", choices=TASKS, help="the GLIDE stage to evaluate (default: text)")
+    parser.add_argument("--model", help="pipeline folder or Hub id (default: the task's embedded model)")
+    parser.add_argument("--clip", help="clip task: noised CLIP folder or Hub id (default: the embedded one)")
+    parser.add_argument(
+        "--guidance_scales",
+        type=float,
+        nargs="+",
+        help="classifier-free guidance scales (default: 1 3 for text, 1 5 for inpaint, 3 for clip: one value)",
+    )
+    parser.add_argument("--clip_guidance_scales", type=float, nargs="+", default=[3.0], help="clip task")
+    parser.add_argument("--regions", nargs="+", choices=stages.REGIONS, default=["shape"], help="inpaint tasks")
+    parser.add_argument(
+        "--samplers", nargs="+", choices=stages.SAMPLER_NAMES, help="upsample task (default: all of them)"
+    )
     parser.add_argument("--num_samples", type=int, default=4, help="images per held-out caption")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the scheduler's respacing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--split", default="held_out", choices=["held_out", "train"], help="unseen (default) or seen combinations"
     )
+    parser.add_argument("--limit", type=int, help="only the first N captions (quick checks)")
+    parser.add_argument("--batch_size", type=int, help="captions per pipeline call (default: all; not text)")
     parser.add_argument("--output_json", help="also write the results here")
-    parser.add_argument("--save_grid", help="write the images of every run into this folder as PNG grids")
+    parser.add_argument("--save_grid", help="text task: write the images of every run into this folder as PNG grids")
     args = parser.parse_args(argv)
+    if args.task != "text" and args.save_grid:
+        parser.error("--save_grid is only available for --task text.")
+    if args.task == "text" and (args.limit or args.batch_size):
+        parser.error("--limit and --batch_size are not available for --task text.")
+    if args.task == "upsample" and args.steps:
+        parser.error("--task upsample takes its steps from --samplers, not --steps.")
+    if args.task == "clip" and args.guidance_scales and len(args.guidance_scales) != 1:
+        parser.error("--task clip takes a single classifier-free guidance scale.")
+    model = args.model or embedded_model_path(_TASK_MODELS[args.task])
+    common = {"num_samples": args.num_samples, "split": args.split, "seed": args.seed}
+    staged = {**common, "limit": args.limit, "batch_size": args.batch_size}
 
-    pipeline = GlidePipeline.from_pretrained(args.model or embedded_model_path())
-    pipeline.set_progress_bar_config(disable=True)
-    results, images = evaluate_pipeline(
-        pipeline, args.guidance_scales, args.num_samples, args.split, args.steps, args.seed, return_images=True
-    )
-    print(results_table(results))
+    if args.task == "text":
+        pipeline = GlidePipeline.from_pretrained(model)
+        pipeline.set_progress_bar_config(disable=True)
+        results, images = evaluate_pipeline(
+            pipeline,
+            args.guidance_scales or [1.0, 3.0],
+            args.num_samples,
+            args.split,
+            args.steps,
+            args.seed,
+            return_images=True,
+        )
+        print(results_table(results))
+    elif args.task == "inpaint":
+        pipeline = GlideInpaintPipeline.from_pretrained(model)
+        pipeline.set_progress_bar_config(disable=True)
+        results = []
+        for region in args.regions:
+            results += stages.evaluate_inpainting(
+                pipeline, args.guidance_scales or [1.0, 5.0], region, num_inference_steps=args.steps, **staged
+            )
+        print(stages.stage_table(results))
+    elif args.task in ("upsample", "upsample-inpaint"):
+        pipeline = GlideUpsamplePipeline.from_pretrained(model)
+        pipeline.set_progress_bar_config(disable=True)
+        if args.task == "upsample":
+            chosen = args.samplers or stages.SAMPLER_NAMES
+            samplers = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name in chosen]
+            results = stages.evaluate_upsampler(pipeline, samplers, **staged)
+        else:
+            results = []
+            for region in args.regions:
+                results += stages.evaluate_upsample_inpainting(
+                    pipeline, region, num_inference_steps=args.steps, **staged
+                )
+        print(stages.stage_table(results))
+    else:  # clip
+        pipeline = GlidePipeline.from_pretrained(model)
+        pipeline.set_progress_bar_config(disable=True)
+        if args.clip or not pipeline.has_clip_guidance:
+            pipeline.load_clip_guidance(args.clip or embedded_model_path("clip"))
+        results = stages.evaluate_clip_guidance(
+            pipeline,
+            args.clip_guidance_scales,
+            (args.guidance_scales or [3.0])[0],
+            num_inference_steps=args.steps,
+            **staged,
+        )
+        print(results_table(results))
+
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as f:
             json.dump([asdict(r) for r in results], f, indent=2)

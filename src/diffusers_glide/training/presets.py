@@ -29,6 +29,26 @@ PRESETS: dict[str, dict] = {
         },
         "scheduler": {"beta_schedule": "squaredcos_cap_v2", "timestep_respacing": "50"},
     },
+    # The embedded 4x upsampler (32 -> 128, ~2.1M parameters): one residual block per level, attention only at
+    # the 16x16 level, and GLIDE's upsampler noise schedule (linear betas) and "fast27" respacing.
+    "shapes-upsample-tiny": {
+        "unet": {
+            "sample_size": 128,
+            "block_out_channels": (16, 32, 64, 96),
+            "layers_per_block": 1,
+            "attention_levels": (False, False, False, True),
+            "attention_head_dim": 32,
+            "dropout": 0.0,
+            "norm_num_groups": 8,
+        },
+        "text_encoder": {
+            "context_length": 16,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
+        "scheduler": {"beta_schedule": "linear", "timestep_respacing": "fast27", "sampler": "ddim"},
+    },
     # OpenAI's released base architecture (64x64, text context 128, GPT-2 vocabulary), for real training runs.
     "glide-base": {
         "unet": {"sample_size": 64},
