@@ -285,3 +285,34 @@ def test_training_cleans_up_after_killed_runs(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "pipeline", "training_args.json"]
     assert list((out / "checkpoints").iterdir()) == []
     assert GlidePipeline.from_pretrained(folder).unet.config.sample_size == 16
+
+
+def test_random_crops_train_an_upsampler_on_crops_of_its_images(tmp_path, monkeypatch):
+    from diffusers_glide.training import trainer as trainer_module
+    from diffusers_glide.training.trainer import random_crops
+
+    images = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    crops = random_crops(images, 4, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 1, 4, 4)
+    for image, crop in zip(images, crops, strict=True):  # each crop is a contiguous window of its own image
+        top, left = divmod(int(crop[0, 0, 0]) - int(image[0, 0, 0]), 6)
+        assert torch.equal(crop, image[:, top : top + 4, left : left + 4])
+
+    seen = {}
+    original = trainer_module.conditioning_inputs
+
+    def spy(unet, batch_images, low_res_size, mask_type, generator=None):
+        seen.update(shape=tuple(batch_images.shape), low_res_size=low_res_size)
+        return original(unet, batch_images, low_res_size, mask_type, generator)
+
+    monkeypatch.setattr(trainer_module, "conditioning_inputs", spy)
+    args = _args(
+        tmp_path, "--model_type", "upsample", "--resolution", "32", "--crop_size", "16", "--max_train_steps", "1"
+    )
+    path = train(args)
+    assert seen == {"shape": (4, 3, 16, 16), "low_res_size": 4}  # a 16 crop of a 32 image, 4x: 4 pixels low-res
+    assert GlideUpsamplePipeline.from_pretrained(path).unet.config.sample_size == 32  # the model keeps its size
+
+    for bad, message in (("10", "a multiple of 4"), ("64", r"at most the resolution \(32\)")):
+        with pytest.raises(ValueError, match=message):
+            GlideTrainer(_args(tmp_path / bad, "--model_type", "upsample", "--resolution", "32", "--crop_size", bad))

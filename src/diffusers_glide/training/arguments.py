@@ -69,6 +69,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--num_shape_images", type=int, default=200_000, help="size of one shapes epoch")
     data.add_argument("--resolution", type=int, help="training image size (default: the UNet's sample_size)")
     data.add_argument("--low_res_size", type=int, help="upsampler input size (default: resolution // 4)")
+    data.add_argument(
+        "--crop_size",
+        type=int,
+        help="train on random crop_size x crop_size crops of the --resolution images (the low-resolution input and "
+        "the inpainting masks are made from the crop); the model keeps --resolution as its size. For fully "
+        "convolutional upsamplers: many more training pixels per second than whole images",
+    )
     data.add_argument("--no_center_crop", action="store_true", help="squash images to squares instead of cropping")
     data.add_argument(
         "--caption_dropout", type=_probability, default=0.2, help="fraction of captions replaced by '' (for CFG)"
@@ -124,6 +131,8 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.resolution is not None and args.resolution < 8:
         parser.error(f"--resolution must be at least 8, got {args.resolution}")
+    if args.crop_size is not None and args.crop_size < 8:
+        parser.error(f"--crop_size must be at least 8, got {args.crop_size}")
     return args
 
 

@@ -126,6 +126,32 @@ def conditioning_inputs(
     return inputs
 
 
+def check_crop_size(crop_size: int | None, resolution: int, low_res_size: int, unet: GlideUNet2DModel) -> int | None:
+    """`--crop_size`, checked against the image size, the upsampling factor and the UNet's downsampling."""
+    if crop_size is None:
+        return None
+    multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+    if unet.config.super_resolution:
+        if resolution % low_res_size:
+            raise ValueError(f"--crop_size needs a whole upsampling factor: {resolution} / {low_res_size}.")
+        multiple = math.lcm(multiple, resolution // low_res_size)
+    if crop_size > resolution or crop_size % multiple:
+        raise ValueError(
+            f"--crop_size must be at most the resolution ({resolution}) and a multiple of {multiple} (the UNet's "
+            f"downsampling{' and the upsampling factor' if unet.config.super_resolution else ''}), got {crop_size}."
+        )
+    return crop_size
+
+
+def random_crops(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random `size` x `size` crop of each image of `(batch, C, H, W)`."""
+    batch, _, height, width = images.shape
+    tops = torch.randint(0, height - size + 1, (batch,), generator=generator).tolist()
+    lefts = torch.randint(0, width - size + 1, (batch,), generator=generator).tolist()
+    windows = zip(images, tops, lefts, strict=True)
+    return torch.stack([image[:, top : top + size, left : left + size] for image, top, left in windows])
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Checkpoints
 
@@ -207,6 +233,7 @@ class GlideTrainer:
         self.loss_fn = GlideDiffusionLoss.from_scheduler_config(self.scheduler.config, vb_weight=args.vb_weight)
         self.resolution = self.unet.config.sample_size
         self.low_res_size = args.low_res_size or self.resolution // 4
+        self.crop_size = check_crop_size(args.crop_size, self.resolution, self.low_res_size, self.unet)
         self.train_text_encoder = not args.freeze_text_encoder
         self.global_step = 0
 
@@ -274,6 +301,10 @@ class GlideTrainer:
         """The hybrid loss of a batch (`timesteps` / `noise` fixed for evaluation, random otherwise)."""
         device = self.accelerator.device
         images = batch["pixel_values"].to(device)
+        low_res_size = self.low_res_size
+        if self.crop_size is not None:
+            images = random_crops(images, self.crop_size)
+            low_res_size = self.crop_size * self.low_res_size // self.resolution
         input_ids, mask = tokenize_prompts(self.tokenizer, batch["captions"], self.text_encoder_config.context_length)
         if timesteps is None:
             timesteps = self.loss_fn.sample_timesteps(images.shape[0], device)
@@ -287,7 +318,7 @@ class GlideTrainer:
         with self.accelerator.autocast():
             with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):
                 text = self.text_encoder(input_ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            extra = conditioning_inputs(self.unwrapped_unet, images, self.low_res_size, self.args.mask_type)
+            extra = conditioning_inputs(self.unwrapped_unet, images, low_res_size, self.args.mask_type)
             model_output = self.unet(x_t, timesteps, text, **extra).sample
         return self.loss_fn(model_output, images, x_t, noise, timesteps)
 
