@@ -291,3 +291,23 @@ def test_clip_checks_moved_out_of_the_models(pipe):
     pipe.register_modules(clip_text_encoder=small)
     with pytest.raises(ValueError, match=r"The CLIP tokenizer has 49408 tokens but the CLIP text encoder only 100"):
         pipe(**get_dummy_inputs(clip_guidance_scale=1.0))
+
+
+def test_diffusers_schedulers_shift_an_x0_model_by_the_same_score():
+    """CLIP's gradient moves a model predicting x0 (prediction_type="sample") exactly as it moves the epsilon model
+    that predicts the same x0: eps - sqrt(1 - abar) g  <=>  x0 + (1 - abar) / sqrt(abar) g."""
+    from conftest import tiny_pipeline
+
+    results = {}
+    generator = torch.Generator().manual_seed(0)
+    x_t, eps, gradient = (torch.randn(1, 3, 8, 8, generator=generator) for _ in range(3))
+    for prediction_type in ("epsilon", "sample"):
+        pipe = tiny_pipeline("base")
+        pipe.scheduler = DDIMScheduler.from_config(GlideScheduler(prediction_type=prediction_type).config)
+        pipe.scheduler.set_timesteps(10)
+        t = pipe.scheduler.timesteps[3]
+        abar = pipe.scheduler.alphas_cumprod[int(t)]
+        output = eps if prediction_type == "epsilon" else (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+        step = pipe._make_scheduler_step(3, None, 0.0, None)
+        results[prediction_type] = step(torch.cat([output, torch.zeros_like(output)], 1), t, x_t, gradient)
+    assert max_abs_diff(results["sample"], results["epsilon"]) < 1e-4

@@ -371,7 +371,7 @@ def test_step_errors():
         ),
         (
             {"prediction_type": "v_prediction"},
-            "`prediction_type` must be 'epsilon', got 'v_prediction'.*only supports",
+            r"`prediction_type` must be one of \('epsilon', 'sample'\), got 'v_prediction'",
         ),
         ({"sampler": "euler"}, "`sampler` must be one of .*'ddpm', 'ddim'.*got 'euler'"),
         ({"beta_schedule": "scaled_linear"}, "`beta_schedule` must be one of .*got 'scaled_linear'"),
@@ -465,3 +465,33 @@ def test_add_noise_uses_the_original_process(schedule, dtype):
     assert max_abs_diff(noisy, expected) <= (1e-6 if dtype == torch.float32 else 1e-12)
     with pytest.raises(ValueError, match=r"\[0, 1000\)"):
         scheduler.add_noise(x0, noise, torch.tensor([0, 1, 2, 1000]))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("index", [0, 5, 26])
+def test_an_x0_model_steps_like_the_epsilon_model_it_equals(sampler, index):
+    """prediction_type="sample": the first half of the output is x0; the same x0 as an epsilon gives the same step."""
+    config = {"beta_schedule": "linear", "timestep_respacing": "fast27", "sampler": sampler, "eta": 0.5}
+    eps_scheduler = GlideScheduler(**config)
+    x0_scheduler = GlideScheduler(**config, prediction_type="sample")
+    generator = torch.Generator().manual_seed(index)
+    x_t, eps, noise, gradient = (torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64) for _ in range(4))
+    v = torch.rand(2, 3, 8, 8, generator=generator, dtype=torch.float64) * 2 - 1
+    t = int(eps_scheduler.timesteps[len(eps_scheduler.timesteps) - 1 - index])
+    abar = eps_scheduler.forward_process.process.alphas_cumprod[t]
+    x0 = (x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # unclipped: both then clip the same x0
+    kwargs = {"variance_noise": noise, "guidance_gradient": gradient}
+    expected = eps_scheduler.step(torch.cat([eps, v], 1), t, x_t, **kwargs)
+    got = x0_scheduler.step(torch.cat([x0, v], 1), t, x_t, **kwargs)
+    assert max_abs_diff(got.pred_original_sample, expected.pred_original_sample) < 1e-9
+    assert max_abs_diff(got.prev_sample, expected.prev_sample) < 1e-9
+
+
+def test_an_x0_scheduler_config_works_in_diffusers_schedulers():
+    config = GlideScheduler(beta_schedule="linear", prediction_type="sample").config
+    for cls in (DDIMScheduler, DPMSolverMultistepScheduler):
+        assert cls.from_config(config).config.prediction_type == "sample"
+    with pytest.raises(
+        ValueError, match=r"`prediction_type` must be one of \('epsilon', 'sample'\), got 'v_prediction'"
+    ):
+        GlideScheduler(prediction_type="v_prediction")

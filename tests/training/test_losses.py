@@ -116,3 +116,25 @@ def test_errors():
         )
     with pytest.raises(ValueError, match="learned-range"):
         GlideDiffusionLoss.from_scheduler_config({"variance_type": "fixed_small"})
+
+
+def test_an_x0_model_is_trained_on_x0_with_the_same_variance_term():
+    """prediction_type="sample": MSE against x0; the VB term equals the epsilon model's for the same x0."""
+    eps_loss = GlideDiffusionLoss(beta_schedule="linear")
+    x0_loss = GlideDiffusionLoss.from_scheduler_config(
+        GlideScheduler(beta_schedule="linear", prediction_type="sample").config
+    )
+    assert x0_loss.prediction_type == "sample"
+    generator = torch.Generator().manual_seed(0)
+    x_start = torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1
+    noise, eps = torch.randn(4, 3, 8, 8, generator=generator), torch.randn(4, 3, 8, 8, generator=generator)
+    v = torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1
+    timesteps = torch.tensor([0, 10, 500, 999])
+    x_t = eps_loss.add_noise(x_start, noise, timesteps)
+    pred_x0 = eps_loss.predicted_x_start(eps, x_t, timesteps)
+    by_eps = eps_loss(torch.cat([eps, v], 1), x_start, x_t, noise, timesteps)
+    by_x0 = x0_loss(torch.cat([pred_x0, v], 1), x_start, x_t, noise, timesteps)
+    torch.testing.assert_close(by_x0.mse, (pred_x0 - x_start).square().flatten(1).mean(1))
+    torch.testing.assert_close(by_x0.vb, by_eps.vb, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="`prediction_type` must be 'epsilon' or 'sample', got 'v_prediction'"):
+        GlideDiffusionLoss(prediction_type="v_prediction")

@@ -477,9 +477,14 @@ class GlideBasePipeline(DiffusionPipeline):
         def diffusers_step(model_output, t, latents, gradient=None):
             model_output = model_output[:, :output_channels]
             if gradient is not None:
-                # Score conditioning (any epsilon-predicting scheduler): eps - sqrt(1 - alpha_bar_t) * grad.
+                # Score conditioning: eps - sqrt(1 - alpha_bar_t) * grad, i.e. x0 + (1 - alpha_bar_t) /
+                # sqrt(alpha_bar_t) * grad for a model predicting x0.
                 alpha_bar = self.scheduler.alphas_cumprod[int(t)].to(model_output.device, torch.float32)
-                shifted = model_output[:, :channels].float() - (1 - alpha_bar).sqrt() * gradient
+                if self.scheduler.config.get("prediction_type", "epsilon") == "sample":
+                    shift = -(1 - alpha_bar) / alpha_bar.sqrt() * gradient
+                else:
+                    shift = (1 - alpha_bar).sqrt() * gradient
+                shifted = model_output[:, :channels].float() - shift
                 model_output = torch.cat([shifted.to(model_output.dtype), model_output[:, channels:]], dim=1)
             return self.scheduler.step(model_output, t, latents, **extra).prev_sample
 

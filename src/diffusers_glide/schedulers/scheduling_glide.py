@@ -37,6 +37,9 @@ _STEP_VALUES = (
 )
 
 
+PREDICTION_TYPES = ("epsilon", "sample")
+
+
 @dataclass
 class GlideSchedulerOutput(BaseOutput):
     """
@@ -95,7 +98,9 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         clip_sample_range (`float`, defaults to 1.0):
             The clipping bound. Valid only when `clip_sample=True`.
         prediction_type (`str`, defaults to `"epsilon"`):
-            Only `"epsilon"` is supported (GLIDE's models predict the noise).
+            What the first half of the model output is: `"epsilon"` (the noise, as every GLIDE model) or `"sample"`
+            (x0 itself, e.g. the embedded upsampler: flat regions then need no precise noise prediction). The
+            learned-range variance is the second half either way.
         timestep_respacing (`str`, defaults to `"100"`):
             The respacing [`~GlideScheduler.set_timesteps`] uses when given nothing else (see the list above).
         sampler (`"ddpm"` or `"ddim"`, defaults to `"ddpm"`):
@@ -152,10 +157,10 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
                 f"`variance_type` must be 'learned_range', got {variance_type!r}: GlideScheduler only supports "
                 "GLIDE's learned-range variance (the model outputs epsilon and a variance value)."
             )
-        if prediction_type != "epsilon":
+        if prediction_type not in PREDICTION_TYPES:
             raise ValueError(
-                f"`prediction_type` must be 'epsilon', got {prediction_type!r}: GlideScheduler only supports "
-                "epsilon-predicting models, like all GLIDE models."
+                f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}: GlideScheduler "
+                "supports models predicting the noise (GLIDE's) or x0, with the learned-range variance."
             )
         if not isinstance(clip_sample, bool):
             raise ValueError(f"`clip_sample` must be True or False, got {clip_sample!r}.")
@@ -356,7 +361,8 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
 
         Args:
             model_output (`torch.Tensor`):
-                The model output, with twice the sample's channels: epsilon, then the variance value `v` in [-1, 1].
+                The model output, with twice the sample's channels: epsilon (or x0 for `prediction_type="sample"`),
+                then the variance value `v` in [-1, 1].
             timestep (`int` or `torch.Tensor`):
                 The ORIGINAL timestep of `sample`, one of `self.timesteps` (a Python int or a one-element tensor).
             sample (`torch.Tensor`):
@@ -415,8 +421,11 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         c = {name: float(rounded(value)) for name, value in values.items()}
 
         x_t = sample.to(dtype)
-        eps, v = model_output.to(dtype).split(channels, dim=1)
-        x0 = c["sqrt_recip_alphas_cumprod"] * x_t - c["sqrt_recipm1_alphas_cumprod"] * eps
+        prediction, v = model_output.to(dtype).split(channels, dim=1)
+        if self.config.prediction_type == "sample":
+            x0 = prediction
+        else:
+            x0 = c["sqrt_recip_alphas_cumprod"] * x_t - c["sqrt_recipm1_alphas_cumprod"] * prediction
         if pred_original_sample_fn is not None:
             x0 = pred_original_sample_fn(x0).to(dtype)
         if self.config.clip_sample:

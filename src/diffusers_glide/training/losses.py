@@ -2,7 +2,8 @@
 
 loss = MSE(epsilon) + vb_weight * L_vb
 
-* MSE(epsilon): mean squared error of the predicted noise (the first half of the model output).
+* MSE(epsilon): mean squared error of the predicted noise (the first half of the model output). For a model
+  predicting x0 (`prediction_type="sample"` in its scheduler config) it is the mean squared error of x0.
 * L_vb: the variational-bound term of the sampled timestep in bits per dimension, computed with the
   predicted epsilon *detached* so it only trains the variance channels (improved DDPM, Nichol & Dhariwal
   2021, section 3.1): KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 0 and the discretised Gaussian
@@ -64,6 +65,8 @@ class GlideDiffusionLoss:
         beta_start, beta_end (`float`, *optional*): Linear schedule bounds (for 1000 steps).
         vb_weight (`float`, *optional*, defaults to 1.0): Weight of the variational-bound term; 0 trains only
             epsilon (the variance channels then stay untrained).
+        prediction_type (`str`, *optional*, defaults to `"epsilon"`): What the model's first half predicts:
+            `"epsilon"` (GLIDE) or `"sample"` (x0), as in the scheduler config.
 
     Build it from a pipeline's scheduler with [`GlideDiffusionLoss.from_scheduler_config`], so training and
     sampling use the same betas.
@@ -76,7 +79,11 @@ class GlideDiffusionLoss:
         beta_start: float = 0.0001,
         beta_end: float = 0.02,
         vb_weight: float = 1.0,
+        prediction_type: str = "epsilon",
     ):
+        if prediction_type not in ("epsilon", "sample"):
+            raise ValueError(f"`prediction_type` must be 'epsilon' or 'sample', got {prediction_type!r}.")
+        self.prediction_type = prediction_type
         # The class GlideScheduler.add_noise uses too: one home for the forward-process tables and `add_noise`.
         self.process = ForwardProcess.from_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
         self.num_train_timesteps = num_train_timesteps
@@ -91,6 +98,7 @@ class GlideDiffusionLoss:
                 f"variance_type={config.get('variance_type')!r}."
             )
         return cls(
+            prediction_type=config.get("prediction_type", "epsilon"),
             num_train_timesteps=config.get("num_train_timesteps", 1000),
             beta_schedule=config.get("beta_schedule", "squaredcos_cap_v2"),
             beta_start=config.get("beta_start", 0.0001),
@@ -122,12 +130,18 @@ class GlideDiffusionLoss:
         frac = (variance_values + 1) / 2
         return frac * max_log + (1 - frac) * min_log
 
-    def vb_terms_bpd(self, epsilon, variance_values, x_start, x_t, timesteps) -> torch.Tensor:
-        """The variational-bound term of each sample, in bits per dimension, shape `(batch,)`."""
-        pred_x_start = (
+    def predicted_x_start(self, prediction: torch.Tensor, x_t: torch.Tensor, timesteps) -> torch.Tensor:
+        """x0 from the first half of the model output (epsilon, or x0 itself for `prediction_type="sample"`)."""
+        if self.prediction_type == "sample":
+            return prediction
+        return (
             self._gather("sqrt_recip_alphas_cumprod", timesteps, x_t) * x_t
-            - self._gather("sqrt_recipm1_alphas_cumprod", timesteps, x_t) * epsilon
+            - self._gather("sqrt_recipm1_alphas_cumprod", timesteps, x_t) * prediction
         )
+
+    def vb_terms_bpd(self, prediction, variance_values, x_start, x_t, timesteps) -> torch.Tensor:
+        """The variational-bound term of each sample, in bits per dimension, shape `(batch,)`."""
+        pred_x_start = self.predicted_x_start(prediction, x_t, timesteps)
         model_mean = self.posterior_mean(pred_x_start, x_t, timesteps)
         model_log_variance = self.model_log_variance(variance_values, timesteps)
         true_mean = self.posterior_mean(x_start, x_t, timesteps)
@@ -157,10 +171,11 @@ class GlideDiffusionLoss:
                 f"{model_output.shape[1]} channels."
             )
         model_output = model_output.float()
-        epsilon, variance_values = model_output[:, :channels], model_output[:, channels:]
-        mse = (epsilon - noise).square().flatten(1).mean(1)
+        prediction, variance_values = model_output[:, :channels], model_output[:, channels:]
+        target = x_start.float() if self.prediction_type == "sample" else noise
+        mse = (prediction - target).square().flatten(1).mean(1)
         if self.vb_weight:
-            vb = self.vb_terms_bpd(epsilon.detach(), variance_values, x_start.float(), x_t.float(), timesteps)
+            vb = self.vb_terms_bpd(prediction.detach(), variance_values, x_start.float(), x_t.float(), timesteps)
         else:
             vb = torch.zeros_like(mse)
         return DiffusionLossOutput(loss=mse + self.vb_weight * vb, mse=mse, vb=vb)

@@ -30,7 +30,9 @@ PRESETS: dict[str, dict] = {
         "scheduler": {"beta_schedule": "squaredcos_cap_v2", "timestep_respacing": "50"},
     },
     # The embedded 4x upsampler (32 -> 128, ~2.1M parameters): one residual block per level, attention only at
-    # the 16x16 level, and GLIDE's upsampler noise schedule (linear betas) and "fast27" respacing.
+    # the 16x16 level, and GLIDE's upsampler noise schedule (linear betas) and "fast27" respacing. It predicts x0
+    # rather than epsilon: a flat region then only needs the low-resolution colour passed through, where an
+    # epsilon model must predict the noise precisely at every step (far too slow to learn on a CPU budget).
     "shapes-upsample-tiny": {
         "unet": {
             "sample_size": 128,
@@ -47,7 +49,12 @@ PRESETS: dict[str, dict] = {
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
         },
-        "scheduler": {"beta_schedule": "linear", "timestep_respacing": "fast27", "sampler": "ddim"},
+        "scheduler": {
+            "beta_schedule": "linear",
+            "timestep_respacing": "fast27",
+            "sampler": "ddim",
+            "prediction_type": "sample",
+        },
     },
     # OpenAI's released base architecture (64x64, text context 128, GPT-2 vocabulary), for real training runs.
     "glide-base": {
