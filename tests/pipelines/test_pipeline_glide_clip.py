@@ -311,3 +311,16 @@ def test_diffusers_schedulers_shift_an_x0_model_by_the_same_score():
         step = pipe._make_scheduler_step(3, None, 0.0, None)
         results[prediction_type] = step(torch.cat([output, torch.zeros_like(output)], 1), t, x_t, gradient)
     assert max_abs_diff(results["sample"], results["epsilon"]) < 1e-4
+
+
+@pytest.mark.parametrize("scheduler_class", ["DPMSolverMultistepScheduler", "DDPMScheduler", "DDIMScheduler"])
+def test_diffusers_schedulers_sample_an_x0_upsampler(scheduler_class):
+    """An x0-predicting model (the embedded upsamplers) samples with diffusers' schedulers built from its config."""
+    import diffusers
+    from conftest import tiny_inputs, tiny_pipeline
+
+    pipe = tiny_pipeline("upsample", prediction_type="sample")
+    pipe.scheduler = getattr(diffusers, scheduler_class).from_config(pipe.scheduler.config)
+    assert pipe.scheduler.config.prediction_type == "sample"
+    images = pipe(**tiny_inputs("upsample", output_type="np"), num_inference_steps=3).images
+    assert images.shape[-1] == 3 and np.isfinite(images).all()

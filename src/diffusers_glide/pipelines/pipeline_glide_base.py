@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DDPMScheduler, DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
@@ -468,6 +468,11 @@ class GlideBasePipeline(DiffusionPipeline):
         # into the config of the others (e.g. DDIM) without using it.
         takes_variance = "variance_type" in inspect.signature(type(self.scheduler).__init__).parameters
         learned = takes_variance and self.scheduler.config.get("variance_type") in ("learned", "learned_range")
+        if self.scheduler.config.get("prediction_type", "epsilon") == "sample" and not isinstance(
+            self.scheduler, DDPMScheduler
+        ):
+            # DPM-Solver and its kin drop the variance channels of epsilon models only; DDPM uses them for any model
+            learned = False
         output_channels = 2 * channels if learned else channels
         accepted = set(inspect.signature(self.scheduler.step).parameters)
         # GLIDE's DDIM re-derives epsilon from the clipped x0; diffusers' DDIM does so when asked.
