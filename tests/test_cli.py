@@ -395,3 +395,40 @@ def test_user_errors(case, tmp_path, converted_folders, capsys):
     for text in expected:
         assert text in err
     assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
+    """Without --model, inpaint and upsample use the embedded models of their stage; 'default' names the embedded
+    upsampler and noised CLIP."""
+    inputs = write_inputs(tmp_path)
+    common = ["--seed", 0, "--no_progress", "--steps", 2]
+    (inpainted,) = check_ok(
+        run(script, "inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], *common, "-o",
+            tmp_path / "inpainted.png", cwd=tmp_path)
+    )  # fmt: skip
+    png(Path(inpainted), 32)
+    (upsampled,) = check_ok(
+        run(script, "upsample", PROMPT, "--image", inpainted, *common, "-o", tmp_path / "up.png", cwd=tmp_path)
+    )
+    png(Path(upsampled), 128)
+    rng = np.random.default_rng(1)
+    big, big_mask = tmp_path / "big.png", tmp_path / "big_mask.png"
+    PIL.Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(big)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[32:96, 40:100] = 255
+    PIL.Image.fromarray(mask).save(big_mask)
+    (edited,) = check_ok(
+        run(script, "upsample", PROMPT, "--image", inpainted, "--inpaint_image", big, "--mask", big_mask,
+            *common, "-o", tmp_path / "edit.png", cwd=tmp_path)
+    )  # fmt: skip
+    with PIL.Image.open(edited) as image, PIL.Image.open(big) as original:
+        kept = mask == 0
+        assert (np.asarray(image)[kept] == np.asarray(original)[kept]).all()  # the upsample-inpaint model's
+        assert (np.asarray(image)[~kept] != np.asarray(original)[~kept]).any()
+    written = check_ok(
+        run(script, "generate", PROMPT, "--upsampler", "default", "--upsample_steps", 2, "--clip", "default",
+            *common, "-o", tmp_path / "cascade.png", cwd=tmp_path)
+    )  # fmt: skip
+    assert written == [str(tmp_path / "cascade-low.png"), str(tmp_path / "cascade.png")]
+    png(Path(written[0]), 32)
+    png(Path(written[1]), 128)

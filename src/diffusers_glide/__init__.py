@@ -1,6 +1,7 @@
 """diffusers-glide: OpenAI's GLIDE as Hugging Face diffusers models, scheduler and pipelines."""
 
-from .clip_tokenization import build_clip_tokenizer, tokenize_clip_prompts
+from .clip_tokenization import build_clip_tokenizer, build_small_clip_tokenizer, tokenize_clip_prompts
+from .embedded import embedded_model_path
 from .models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel
 from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from .schedulers import GlideScheduler, GlideSchedulerOutput
@@ -20,6 +21,8 @@ __all__ = [
     "GlideUpsamplePipeline",
     "build_clip_tokenizer",
     "build_glide_tokenizer",
+    "build_small_clip_tokenizer",
+    "embedded_model_path",
     "tokenize_clip_prompts",
     "tokenize_prompts",
 ]

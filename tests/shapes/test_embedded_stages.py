@@ -1,0 +1,104 @@
+"""The trained models of every GLIDE stage shipped in the package: they load offline, are small, documented, and pass
+their evaluations on a few held-out captions (the README holds the numbers on all of them)."""
+
+import json
+
+import pytest
+import torch
+
+from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide.embedded import EMBEDDED_MODEL_KINDS, EMBEDDED_MODELS, EMBEDDED_ROOT, embedded_model_path
+from diffusers_glide.shapes import stage_evaluation as stages
+
+CLIP_SCALE = 10.0  # the embedded CLIP needs a larger scale than the notebook's 3 (see its model card)
+MAX_SHIPPED_BYTES = 40 * 1000 * 1000  # the issue's budget for all embedded weights
+
+
+@pytest.fixture(scope="module")
+def base():
+    pipe = GlidePipeline.from_pretrained(embedded_model_path("base"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _load(cls, kind):
+    pipe = cls.from_pretrained(embedded_model_path(kind))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_every_stage_is_shipped_small_and_documented():
+    assert EMBEDDED_MODEL_KINDS == ("base", "base-inpaint", "upsample", "upsample-inpaint", "clip")
+    weights = sorted(EMBEDDED_ROOT.rglob("*.safetensors"))
+    assert sum(p.stat().st_size for p in weights) <= MAX_SHIPPED_BYTES
+    assert not list(EMBEDDED_ROOT.rglob("*.bin")) and not list(EMBEDDED_ROOT.rglob("*.pkl"))
+    for kind, name in EMBEDDED_MODELS.items():
+        folder = EMBEDDED_ROOT / name
+        card = (folder / "README.md").read_text()
+        assert str(folder) == embedded_model_path(kind)
+        # how it was made and how well it does
+        assert "--shapes" in card and "minutes" in card and "| " in card, kind
+        if kind != "clip":
+            model_index = json.loads((folder / "model_index.json").read_text())
+            expected = {"base": "GlidePipeline", "base-inpaint": "GlideInpaintPipeline"}.get(
+                kind, "GlideUpsamplePipeline"
+            )
+            assert model_index["_class_name"] == expected
+    with pytest.raises(ValueError, match="Unknown embedded model 'upsampler'; the package ships"):
+        embedded_model_path("upsampler")
+
+
+def test_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
+    pipe = _load(GlideInpaintPipeline, "base-inpaint")
+    for region in stages.REGIONS:
+        baseline, guided = stages.evaluate_inpainting(pipe, guidance_scales=(5.0,), region=region, limit=8)
+        assert guided.extra["kept_exact"] == 1.0 and guided.extra["kept_max_diff"] == 0, guided
+        assert baseline.result.accuracy < 0.5  # the unchanged input: wrong shape and colour
+        assert guided.result.accuracy >= 0.75, (region, guided)
+        assert guided.result.per_attribute["color"] >= 0.75, (region, guided)
+
+
+def test_upsampler_draws_the_scenes_at_its_measured_quality():
+    """The README's numbers on 6 captions. The upsampler does not reach bicubic's PSNR (see its model card): this
+    guards the measured level, it does not claim the 3 dB-over-bicubic goal."""
+    pipe = _load(GlideUpsamplePipeline, "upsample")
+    fast27 = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name == "ddim-fast27"]
+    bicubic, model = stages.evaluate_upsampler(pipe, fast27, limit=6)
+    assert pipe.unet.config.sample_size == 128 and model.extra["steps"] == 27
+    assert bicubic.extra["psnr_db"] > 30.0
+    assert model.extra["psnr_db"] >= 26.5, (bicubic, model)
+    assert model.result.accuracy >= 0.9, model
+
+
+def test_upsample_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
+    pipe = _load(GlideUpsamplePipeline, "upsample-inpaint")
+    _, result = stages.evaluate_upsample_inpainting(pipe, region="shape", limit=6)
+    assert result.extra["kept_exact"] == 1.0 and result.extra["kept_max_diff"] == 0, result
+    assert result.result.accuracy >= 0.8, result
+
+
+def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
+    base.load_clip_guidance(embedded_model_path("clip"))
+    try:
+        results = stages.evaluate_clip_guidance(base, clip_guidance_scales=(CLIP_SCALE,), limit=12)
+    finally:
+        for name in ("clip_image_encoder", "clip_text_encoder", "clip_tokenizer"):
+            base.register_modules(**{name: None})
+    unconditional, clip_guided = results[0], results[1]
+    assert unconditional.accuracy < 0.45, unconditional
+    assert clip_guided.accuracy >= 0.5, clip_guided
+
+
+def test_the_cascade_in_three_lines():
+    """The README's section: text -> 32x32 -> 128x128 with the embedded models."""
+    base = GlidePipeline.from_pretrained(embedded_model_path())
+    upsampler = GlideUpsamplePipeline.from_pretrained(embedded_model_path("upsample"))
+    generator = torch.Generator().manual_seed(0)
+    prompt = "a red circle on a blue background"
+    low = base(prompt, generator=generator, output_type="pt").images
+    image = upsampler(prompt, image=low, generator=generator).images[0]
+    assert image.size == (128, 128)
+    from diffusers_glide.shapes.evaluate import read_image
+
+    reading = read_image(image)
+    assert (reading.color, reading.shape, reading.background) == ("red", "circle", "blue"), reading
