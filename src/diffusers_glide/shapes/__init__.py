@@ -1,4 +1,4 @@
-"""The procedural shapes dataset the embedded default model is trained on, and its pixel-level evaluation."""
+"""The procedural shapes dataset the embedded models are trained on, and the pixel-level evaluation of every stage."""
 
 from .dataset import (
     COLORS,

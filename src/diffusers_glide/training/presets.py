@@ -8,7 +8,7 @@ from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..variants import get_variant
 
-# The embedded default model: ~2.3M parameters, 32x32 images, a 16-word text context.
+# The embedded text-to-image model: ~2.3M parameters, 32x32 images, a 16-word text context.
 PRESETS: dict[str, dict] = {
     "shapes-tiny": {
         "unet": {
