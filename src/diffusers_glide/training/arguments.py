@@ -35,6 +35,22 @@ def _probability(value: str) -> float:
     return number
 
 
+def add_data_source_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The training-data flags that `build_dataset` reads (shared by `train` and `train-clip`); returns the group."""
+    data = parser.add_argument_group("data (one source)")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--train_data_dir", help="folder of images with metadata.jsonl or one .txt caption per image")
+    source.add_argument("--dataset_name", help="a Hugging Face `datasets` dataset name or local path")
+    source.add_argument("--shapes", action="store_true", help="the procedural shapes dataset (the default)")
+    data.add_argument("--dataset_config_name")
+    data.add_argument("--dataset_split", default="train")
+    data.add_argument("--image_column", default="image")
+    data.add_argument("--caption_column", default="text")
+    data.add_argument("--num_shape_images", type=int, default=200_000, help="size of one shapes epoch")
+    data.add_argument("--no_center_crop", action="store_true", help="squash images to squares instead of cropping")
+    return data
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--output_dir", required=True, help="where checkpoints, samples and the final pipeline go")
@@ -57,16 +73,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     model.add_argument("--freeze_text_encoder", action="store_true", help="train only the UNet")
     model.add_argument("--gradient_checkpointing", action="store_true", help="trade compute for memory")
 
-    data = parser.add_argument_group("data (one source)")
-    source = data.add_mutually_exclusive_group()
-    source.add_argument("--train_data_dir", help="folder of images with metadata.jsonl or one .txt caption per image")
-    source.add_argument("--dataset_name", help="a Hugging Face `datasets` dataset name or local path")
-    source.add_argument("--shapes", action="store_true", help="the procedural shapes dataset (the default)")
-    data.add_argument("--dataset_config_name")
-    data.add_argument("--dataset_split", default="train")
-    data.add_argument("--image_column", default="image")
-    data.add_argument("--caption_column", default="text")
-    data.add_argument("--num_shape_images", type=int, default=200_000, help="size of one shapes epoch")
+    data = add_data_source_arguments(parser)
     data.add_argument("--resolution", type=int, help="training image size (default: the UNet's sample_size)")
     data.add_argument("--low_res_size", type=int, help="upsampler input size (default: resolution // 4)")
     data.add_argument(
@@ -76,7 +83,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "the inpainting masks are made from the crop); the model keeps --resolution as its size. For fully "
         "convolutional upsamplers: many more training pixels per second than whole images",
     )
-    data.add_argument("--no_center_crop", action="store_true", help="squash images to squares instead of cropping")
     data.add_argument(
         "--caption_dropout", type=_probability, default=0.2, help="fraction of captions replaced by '' (for CFG)"
     )

@@ -42,7 +42,7 @@ from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
 from ..shapes.evaluate import evaluation_scenes
-from .arguments import _json_dict
+from .arguments import _json_dict, add_data_source_arguments
 from .data import collate_image_captions
 
 logger = logging.get_logger(__name__)
@@ -145,17 +145,7 @@ def add_clip_training_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     model.add_argument("--beta_schedule", default="squaredcos_cap_v2", choices=BETA_SCHEDULES)
     model.add_argument("--num_train_timesteps", type=int, default=1000)
 
-    data = parser.add_argument_group("data (one source)")
-    source = data.add_mutually_exclusive_group()
-    source.add_argument("--train_data_dir", help="folder of images with metadata.jsonl or one .txt caption per image")
-    source.add_argument("--dataset_name", help="a Hugging Face `datasets` dataset name or local path")
-    source.add_argument("--shapes", action="store_true", help="the procedural shapes dataset (the default)")
-    data.add_argument("--dataset_config_name")
-    data.add_argument("--dataset_split", default="train")
-    data.add_argument("--image_column", default="image")
-    data.add_argument("--caption_column", default="text")
-    data.add_argument("--num_shape_images", type=int, default=200_000, help="size of one shapes epoch")
-    data.add_argument("--no_center_crop", action="store_true", help="squash images to squares instead of cropping")
+    add_data_source_arguments(parser)
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=128)
