@@ -196,6 +196,7 @@ BAD_UNET_CONFIGS = [
     ("dropout", "0.1", "a number in [0, 1)"),
     ("norm_eps", 0.0, "a number > 0"),
     ("norm_eps", float("nan"), "a number > 0"),
+    ("low_res_residual", "yes", "true or false (a boolean, not a string or number)"),
 ]
 
 
@@ -204,6 +205,49 @@ def test_impossible_configs_name_the_key_value_and_expectation(key, value, expec
     message = f"GlideUNet2DModel config: `{key}` must be {expected}, got {value!r}."
     with pytest.raises(ValueError, match=re.escape(message)):
         tiny_unet(**{"sample_size": 16, "encoder_hid_dim": 8, key: value})
+
+
+def test_low_res_residual_needs_a_super_resolution_model_with_image_outputs():
+    with pytest.raises(ValueError, match=re.escape("`low_res_residual=True` needs `super_resolution=True`")):
+        tiny_unet(16, encoder_hid_dim=8, low_res_residual=True)
+    message = "`out_channels` must be at least in_channels (3) with `low_res_residual`, got 2."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_unet(16, encoder_hid_dim=8, super_resolution=True, low_res_residual=True, out_channels=2)
+
+
+@pytest.mark.parametrize("inpainting", [False, True])
+def test_low_res_residual_adds_the_bilinear_upsampling_to_the_image_channels(inpainting):
+    residual = tiny_unet(16, super_resolution=True, inpainting=inpainting, low_res_residual=True)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 3, 16, 16, generator=generator)
+    low_res = torch.rand(2, 3, 4, 4, generator=generator) * 2 - 1
+    states = torch.randn(2, 8, 16, generator=generator)
+    extra = {}
+    if inpainting:
+        extra = {"inpaint_image": torch.rand(2, 3, 16, 16) * 2 - 1, "inpaint_mask": torch.ones(2, 1, 16, 16)}
+    # Hand-computed bilinear (align_corners=False) upsampling of the top-left corner: at output pixel (0, 0) of a
+    # 4x upsampling the source coordinate is -0.375, clamped to 0, so the pixel equals low_res[..., 0, 0]; pixel
+    # (0, 2) sits at 0.125 between columns 0 and 1.
+    with torch.no_grad():
+        untrained = residual(sample, 500, states, low_res=low_res, **extra).sample
+    assert untrained.shape == (2, 6, 16, 16)
+    assert torch.equal(untrained[:, 3:], torch.zeros(2, 3, 16, 16)), "conv_out starts at zero"
+    assert torch.equal(untrained[:, :3, 0, 0], low_res[:, :, 0, 0])
+    expected = 0.875 * low_res[:, :, 0, 0] + 0.125 * low_res[:, :, 0, 1]
+    assert max_abs_diff(untrained[:, :3, 0, 2], expected) <= 1e-6
+
+    # Trained weights: the output is the plain model's plus the upsampling, on the image channels only.
+    torch.manual_seed(1)
+    torch.nn.init.normal_(residual.conv_out.weight, std=0.05)
+    plain = tiny_unet(16, super_resolution=True, inpainting=inpainting)
+    plain.load_state_dict(residual.state_dict())
+    with torch.no_grad():
+        with_residual = residual(sample, 500, states, low_res=low_res, **extra).sample
+        without = plain(sample, 500, states, low_res=low_res, **extra).sample
+    upsampled = F.interpolate(low_res, size=(16, 16), mode="bilinear", align_corners=False)
+    assert max_abs_diff(with_residual[:, :3], without[:, :3] + upsampled) <= 1e-6
+    assert torch.equal(with_residual[:, 3:], without[:, 3:])
+    assert not torch.equal(with_residual, without)
 
 
 def test_heads_must_split_every_attention_width():

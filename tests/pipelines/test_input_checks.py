@@ -2,6 +2,7 @@
 modes, masks, wrong pipeline folders, concurrent calls, batches that cannot fit, NaN during sampling."""
 
 import json
+import re
 import shutil
 import threading
 
@@ -28,6 +29,33 @@ from diffusers_glide.pipelines.memory import BatchTooLargeError
 def test_non_finite_scalars_are_errors(variant, name, value):
     with pytest.raises(ValueError, match=rf"`{name}` must be a finite number, got {value}"):
         tiny_pipeline(variant)(**tiny_inputs(variant, **{name: value}))
+
+
+def test_an_x0_only_upsampler_refuses_an_epsilon_scheduler():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from diffusers_glide import GlideScheduler, GlideUpsamplePipeline
+
+    components = tiny_components("upsample")
+    config = {k: v for k, v in components["unet"].config.items() if not k.startswith("_")}
+    components["unet"] = type(components["unet"])(**{**config, "low_res_residual": True}).eval()
+    pipe = GlideUpsamplePipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    message = "predicts x0 (`low_res_residual=True`) but the scheduler has prediction_type='epsilon'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipe(**tiny_inputs("upsample"))
+    pipe.scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipe(**tiny_inputs("upsample", num_inference_steps=2))
+    # An untrained residual model predicts the bilinear upsampling as x0 at every step.
+    pipe.scheduler = GlideScheduler(timestep_respacing="4", prediction_type="sample", sampler="ddim")
+    image = pipe(**tiny_inputs("upsample")).images
+    low_res = torch.round(tiny_inputs("upsample")["image"] * 255) / 255 * 2 - 1  # inputs are read as 8-bit
+    upsampled = torch.nn.functional.interpolate(low_res, size=(16, 16), mode="bilinear", align_corners=False)
+    diff = (image - (upsampled.clamp(-1, 1) + 1) / 2).abs().max().item()
+    assert diff <= 1e-5, f"max abs diff {diff}"
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    assert pipe(**tiny_inputs("upsample", num_inference_steps=2)).images.shape == (1, 3, 16, 16)
 
 
 def test_scalars_must_be_numbers():

@@ -185,6 +185,20 @@ def test_argument_and_resume_errors(tmp_path, capsys):
         train(_args(tmp_path, "--max_train_steps", "1", "--resume_from_checkpoint", str(tmp_path / "nope")))
 
 
+def test_a_low_res_residual_upsampler_must_predict_x0(tmp_path):
+    # TINY's preset ("tiny") predicts epsilon: adding the low-res image to an epsilon prediction is refused.
+    unet = (
+        '{"block_out_channels": [16, 32], "attention_levels": [false, true], "norm_num_groups": 8, '
+        '"attention_head_dim": 16, "low_res_residual": true}'
+    )
+    args = _args(tmp_path, "--model_type", "upsample", "--max_train_steps", "1", "--unet_config", unet)
+    with pytest.raises(
+        ValueError, match=r"predicts x0 \(`low_res_residual=True`\) but the scheduler has prediction_type='epsilon'"
+    ):
+        train(args)
+    assert not (tmp_path / "unet").exists()
+
+
 def _caption_folder(folder, layout):
     import PIL.Image
 

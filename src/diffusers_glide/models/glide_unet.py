@@ -296,8 +296,16 @@ def _check_unet_config(config) -> None:
     else:
         check.divides("num_attention_heads", config.num_attention_heads, attention_widths, "the attention channels")
     check.integer("encoder_hid_dim", config.encoder_hid_dim, optional=True)
-    for key in ("super_resolution", "inpainting", "resblock_updown"):
+    for key in ("super_resolution", "inpainting", "resblock_updown", "low_res_residual"):
         check.boolean(key, config[key])
+    if config.low_res_residual and not config.super_resolution:
+        raise ValueError(
+            "GlideUNet2DModel config: `low_res_residual=True` needs `super_resolution=True` (a `low_res`)."
+        )
+    if config.low_res_residual and config.out_channels < config.in_channels:
+        check.fail(
+            "out_channels", config.out_channels, f"at least in_channels ({config.in_channels}) with `low_res_residual`"
+        )
     check.choice("resnet_time_scale_shift", config.resnet_time_scale_shift, ("scale_shift", "default"))
     check.number("dropout", config.dropout, "a number in [0, 1)", lambda value: 0 <= value < 1)
     check.number("norm_eps", config.norm_eps, "a number > 0", lambda value: value > 0)
@@ -332,6 +340,11 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         dropout (`float`, *optional*, defaults to 0.1): Dropout inside residual blocks (training only).
         norm_num_groups (`int`, *optional*, defaults to 32): Groups of every GroupNorm.
         norm_eps (`float`, *optional*, defaults to 1e-5): Epsilon of every GroupNorm.
+        low_res_residual (`bool`, *optional*, defaults to `False`):
+            Super-resolution models that predict x0 (`prediction_type="sample"` in the scheduler) only: the bilinear
+            upsampling of `low_res` is added to output channels 0..2, so the network learns the correction to it,
+            and `conv_out` starts at zero, so an untrained model returns exactly that upsampling. Not a GLIDE
+            option (OpenAI's upsamplers predict epsilon); the embedded upsamplers use it.
     """
 
     _supports_gradient_checkpointing = True
@@ -355,6 +368,7 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         dropout: float = 0.1,
         norm_num_groups: int = 32,
         norm_eps: float = 1e-5,
+        low_res_residual: bool = False,
     ):
         super().__init__()
         _check_unet_config(self.config)
@@ -426,6 +440,9 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
 
         self.norm_out = Float32GroupNorm(norm_num_groups, channels, eps=norm_eps, apply_silu=True)
         self.conv_out = nn.Conv2d(channels, out_channels, 3, padding=1)
+        if low_res_residual:
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
         self.gradient_checkpointing = False
 
     def set_attention_slice(self, slice_size: str | int | list[int | None] | None = "auto") -> None:
@@ -510,13 +527,13 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         elif inpaint_image is not None or inpaint_mask is not None:
             raise ValueError("`inpaint_image`/`inpaint_mask` were given but this UNet is not an inpainting model.")
 
-    def _model_input(self, sample, low_res, inpaint_image, inpaint_mask) -> torch.Tensor:
+    def _model_input(self, sample, upsampled_low_res, inpaint_image, inpaint_mask) -> torch.Tensor:
         """The one place where the conditioning images are stacked onto the noisy sample."""
         parts = [sample]
         if self.config.inpainting:
             parts += [inpaint_image * inpaint_mask, inpaint_mask]
         if self.config.super_resolution:
-            parts.append(F.interpolate(low_res, size=sample.shape[-2:], mode="bilinear", align_corners=False))
+            parts.append(upsampled_low_res)
         return torch.cat([part.to(sample.dtype) for part in parts], dim=1)
 
     def _run(self, block, *args):
@@ -550,7 +567,8 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
 
         Returns:
             [`~diffusers.models.unets.unet_2d.UNet2DOutput`] with `sample` of shape `(batch, 6, height, width)`:
-            epsilon in channels 0..2 and the variance interpolation value in channels 3..5.
+            epsilon (x0 for x0-predicting models) in channels 0..2 and the variance interpolation value in
+            channels 3..5.
         """
         self._check_inputs(sample, encoder_hidden_states, low_res, inpaint_image, inpaint_mask)
         batch = sample.shape[0]
@@ -566,7 +584,10 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
             encoder_hidden_states = encoder_hidden_states.to(self.dtype)
             temb = temb + self.pooled_text_proj(encoder_hidden_states[:, -1])
 
-        hidden_states = self.conv_in(self._model_input(sample, low_res, inpaint_image, inpaint_mask).to(self.dtype))
+        upsampled = None
+        if self.config.super_resolution:
+            upsampled = F.interpolate(low_res, size=sample.shape[-2:], mode="bilinear", align_corners=False)
+        hidden_states = self.conv_in(self._model_input(sample, upsampled, inpaint_image, inpaint_mask).to(self.dtype))
         skips = (hidden_states,)
         for block in self.down_blocks:
             hidden_states, block_skips = self._run(block, hidden_states, temb, encoder_hidden_states)
@@ -577,6 +598,9 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
             skips = skips[: -len(block.resnets)]
             hidden_states = self._run(block, hidden_states, level_skips, temb, encoder_hidden_states)
         output = self.conv_out(self.norm_out(hidden_states))
+        if self.config.low_res_residual:
+            channels = self.config.in_channels
+            output = torch.cat([output[:, :channels] + upsampled.to(output.dtype), output[:, channels:]], dim=1)
 
         if not return_dict:
             return (output,)

@@ -88,3 +88,15 @@ def check_generator(generator, batch: int) -> None:
         f"`generator` must be a torch.Generator or a list of them (one per image), got {type(generator).__name__} "
         f"{generator!r}; for a seed use `torch.Generator().manual_seed(seed)`."
     )
+
+
+def check_prediction_type(unet_config, scheduler_config) -> None:
+    """An x0-only UNet (`low_res_residual=True`) with a scheduler that reads its output as epsilon would denoise
+    into a wrong image without any error: refuse it."""
+    prediction_type = scheduler_config.get("prediction_type", "epsilon")
+    if unet_config.get("low_res_residual", False) and prediction_type != "sample":
+        raise ValueError(
+            f"This UNet predicts x0 (`low_res_residual=True`) but the scheduler has prediction_type="
+            f"{prediction_type!r}: use prediction_type='sample' (`SchedulerClass.from_config(pipe.scheduler.config)` "
+            "keeps it)."
+        )

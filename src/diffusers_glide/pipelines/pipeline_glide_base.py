@@ -29,7 +29,7 @@ from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import prompt_list, tokenize_prompts
 from ..variants import PIPELINE_CLASSES, variant_of_unet_config
-from .checks import check_generator, check_hub_id, check_number, check_tensor
+from .checks import check_generator, check_hub_id, check_number, check_prediction_type, check_tensor
 from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
 from .image_processing import GlideImageProcessor
 from .memory import check_batch_fits
@@ -294,6 +294,7 @@ class GlideBasePipeline(DiffusionPipeline):
                 "conditional prediction is used."
             )
         check_number(eta, "eta", minimum=0, maximum=1)
+        check_prediction_type(self.unet.config, self.scheduler.config)
         return num_prompts
 
     def check_batch(self, num_images: int, what: str) -> None:

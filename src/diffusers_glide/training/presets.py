@@ -42,6 +42,7 @@ PRESETS: dict[str, dict] = {
             "attention_head_dim": 32,
             "dropout": 0.0,
             "norm_num_groups": 8,
+            "low_res_residual": True,
         },
         "text_encoder": {
             "context_length": 16,

@@ -25,6 +25,7 @@ from .. import pipelines
 from ..model_cards import pipeline_model_card
 from ..models import GlideUNet2DModel
 from ..output_folders import OutputFolder, recover, recover_all, save_image_atomically
+from ..pipelines.checks import check_prediction_type
 from ..pipelines.pipeline_glide_base import GlideBasePipeline
 from ..schedulers import GlideScheduler
 from ..shapes import HELD_OUT_COMBINATIONS, ShapesDataset, caption_vocabulary
@@ -230,6 +231,7 @@ class GlideTrainer:
         )
         set_seed(args.seed)
         self.tokenizer, self.text_encoder, self.unet, self.scheduler, self.dataset = load_or_build_components(args)
+        check_prediction_type(self.unet.config, self.scheduler.config)
         self.loss_fn = GlideDiffusionLoss.from_scheduler_config(self.scheduler.config, vb_weight=args.vb_weight)
         self.resolution = self.unet.config.sample_size
         self.low_res_size = args.low_res_size or self.resolution // 4
