@@ -180,10 +180,16 @@ def tiny_components(variant: str = "base", sample_size: int | None = None, **sch
 
 
 def tiny_pipeline(variant: str = "base", **scheduler_config):
-    """The pipeline of `variant` over `tiny_components`, without progress bars."""
+    """The pipeline of `variant` over `tiny_components`, without progress bars. `"img2img"` is GlideImg2ImgPipeline
+    over the base components with 5 steps, of which its default strength 0.8 runs 4, as many as the others run."""
     import diffusers_glide
     from diffusers_glide.variants import get_variant
 
+    if variant == "img2img":
+        components = tiny_components("base", **{"timestep_respacing": "5", **scheduler_config})
+        pipe = diffusers_glide.GlideImg2ImgPipeline(**components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     pipe = getattr(diffusers_glide, get_variant(variant).pipeline_class)(
         **tiny_components(variant, **scheduler_config)
     )
@@ -195,7 +201,7 @@ def tiny_inputs(variant: str = "base", seed: int = 0, **overrides) -> dict:
     """Call arguments for `tiny_pipeline(variant)`: a prompt, seeded noise, the images the variant needs; "pt" out."""
     call = {"prompt": "a red circle", "generator": torch.Generator().manual_seed(seed), "output_type": "pt"}
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    if variant == "upsample":
+    if variant in ("upsample", "img2img"):
         call["image"] = image
     if variant == "base-inpaint":
         mask = torch.zeros(1, 1, 8, 8)

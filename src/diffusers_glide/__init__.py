@@ -3,7 +3,7 @@
 from .clip_tokenization import build_clip_tokenizer, build_small_clip_tokenizer, tokenize_clip_prompts
 from .embedded import embedded_model_path
 from .models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel
-from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from .pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from .schedulers import GlideScheduler, GlideSchedulerOutput
 from .tokenization import build_glide_tokenizer, tokenize_prompts
 
@@ -12,6 +12,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "GlideCLIPImageEncoder",
     "GlideCLIPTextEncoder",
+    "GlideImg2ImgPipeline",
     "GlideInpaintPipeline",
     "GlidePipeline",
     "GlideScheduler",

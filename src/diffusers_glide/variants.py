@@ -39,8 +39,20 @@ VARIANTS: dict[str, GlideVariant] = {
     )
 }
 MODEL_TYPES: tuple[str, ...] = tuple(VARIANTS)
-# Each pipeline class once, in table order.
-PIPELINE_CLASSES: tuple[str, ...] = tuple(dict.fromkeys(variant.pipeline_class for variant in VARIANTS.values()))
+# Pipelines of another task over the models of a variant's pipeline (same components, so each loads the other's
+# folders), as diffusers' img2img pipelines load text-to-image repos.
+TASK_PIPELINE_CLASSES: dict[str, str] = {"GlideImg2ImgPipeline": "GlidePipeline"}
+# Each pipeline class once: the variants' in table order, then the task pipelines.
+PIPELINE_CLASSES: tuple[str, ...] = (
+    *dict.fromkeys(variant.pipeline_class for variant in VARIANTS.values()),
+    *TASK_PIPELINE_CLASSES,
+)
+
+
+def models_pipeline_class(pipeline_class: str) -> str:
+    """The variant pipeline class whose models (and folders) `pipeline_class` runs: itself, or for a task pipeline
+    (`TASK_PIPELINE_CLASSES`) the class it shares its components with."""
+    return TASK_PIPELINE_CLASSES.get(pipeline_class, pipeline_class)
 
 
 def get_variant(model_type: str) -> GlideVariant:

@@ -1,5 +1,5 @@
 """The diffusers conventions that diffusers' generic pipeline tests (`PipelineTesterMixin`) check, in our own words,
-for the three GLIDE pipelines: per-step guidance read by callbacks, `PipelineCallback`s, interrupting, the
+for the GLIDE pipelines (text-to-image, upsample, inpaint, image-to-image): per-step guidance read by callbacks, `PipelineCallback`s, interrupting, the
 `"latent"` output, pipelines without text encoder, attention slicing, optional components round trips."""
 
 import numpy as np
@@ -20,7 +20,7 @@ def unet_batch_sizes(pipe) -> list[int]:
     return sizes
 
 
-@pytest.fixture(params=["base", "upsample", "base-inpaint"])
+@pytest.fixture(params=["base", "upsample", "base-inpaint", "img2img"])
 def variant(request):
     return request.param
 

@@ -1,5 +1,6 @@
 from .pipeline_glide import GlidePipeline
+from .pipeline_glide_img2img import GlideImg2ImgPipeline
 from .pipeline_glide_inpaint import GlideInpaintPipeline
 from .pipeline_glide_upsample import GlideUpsamplePipeline
 
-__all__ = ["GlideInpaintPipeline", "GlidePipeline", "GlideUpsamplePipeline"]
+__all__ = ["GlideImg2ImgPipeline", "GlideInpaintPipeline", "GlidePipeline", "GlideUpsamplePipeline"]

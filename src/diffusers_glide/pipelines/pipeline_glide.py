@@ -184,6 +184,20 @@ class GlidePipeline(GlideBasePipeline):
         text_embeds = normalize_embeddings(text_embeds.text_embeds.float())
         return text_embeds.repeat_interleave(num_images_per_prompt, dim=0)
 
+    def clip_guidance_fn(
+        self, clip_prompts: list[str] | None, num_images_per_prompt: int, clip_guidance_scale: float, device
+    ) -> Callable | None:
+        """`fn(latents, t)` -> the scaled CLIP guidance gradient at each step (the prompts encoded once), or None
+        when CLIP guidance is off (`clip_prompts` None, as `check_clip_inputs` returns then)."""
+        if clip_prompts is None:
+            return None
+        clip_text_embeds = self.encode_clip_prompt(clip_prompts, num_images_per_prompt, device)
+
+        def guidance_gradient_fn(latents, t):
+            return clip_guidance_gradient(self.clip_image_encoder, latents, t, clip_text_embeds, clip_guidance_scale)
+
+        return guidance_gradient_fn
+
     def check_clip_timesteps(self, timesteps: torch.Tensor) -> None:
         """The noised CLIP looks timesteps up in a table: they must be integer original steps in its range (checked
         once per call on the CPU; the encoder itself does not check values, which would sync the device each step)."""
@@ -295,14 +309,7 @@ class GlidePipeline(GlideBasePipeline):
             negative_prompt_embeds,
         )
 
-        guidance_gradient_fn = None
-        if clip_prompts is not None:
-            clip_text_embeds = self.encode_clip_prompt(clip_prompts, num_images_per_prompt, device)
-
-            def guidance_gradient_fn(latents, t):
-                return clip_guidance_gradient(
-                    self.clip_image_encoder, latents, t, clip_text_embeds, clip_guidance_scale
-                )
+        guidance_gradient_fn = self.clip_guidance_fn(clip_prompts, num_images_per_prompt, clip_guidance_scale, device)
 
         # 3. Timesteps (original indices) and initial noise
         timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)

@@ -28,7 +28,7 @@ from huggingface_hub.utils import validate_hf_hub_args
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import prompt_list, tokenize_prompts
-from ..variants import PIPELINE_CLASSES, variant_of_unet_config
+from ..variants import PIPELINE_CLASSES, models_pipeline_class, variant_of_unet_config
 from .checks import check_generator, check_hub_id, check_number, check_prediction_type, check_tensor
 from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
 from .image_processing import GlideImageProcessor
@@ -109,7 +109,7 @@ class GlideBasePipeline(DiffusionPipeline):
         expected = self._glide_class_name()
         if unet is not None and expected is not None:
             variant = variant_of_unet_config(unet.config)
-            if variant.pipeline_class != expected:
+            if variant.pipeline_class != models_pipeline_class(expected):
                 raise ValueError(
                     f"{expected} cannot run this UNet: it is a GLIDE {variant.model_type!r} model (super_resolution="
                     f"{unet.config.super_resolution}, inpainting={unet.config.inpainting}); use "
@@ -168,7 +168,7 @@ class GlideBasePipeline(DiffusionPipeline):
             )
         # GlideBasePipeline (and subclasses of it alone) load any GLIDE pipeline folder.
         expected = cls._glide_class_name()
-        if expected is not None and class_name != expected:
+        if expected is not None and models_pipeline_class(class_name) != models_pipeline_class(expected):
             raise ValueError(
                 f"{folder} holds a {class_name}, not a {expected}: load it with `{class_name}.from_pretrained`."
             )

@@ -9,6 +9,7 @@ from diffusers.utils import logging, replace_example_docstring
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from .checks import one_call_at_a_time
 from .pipeline_glide_base import GlideBasePipeline, PipelineImageInput
+from .strength import check_strength, noised_start, strength_timesteps
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -102,6 +103,7 @@ class GlideInpaintPipeline(GlideBasePipeline):
         prompt: str | list[str] | None = None,
         image: PipelineImageInput = None,
         mask_image: PipelineImageInput = None,
+        strength: float = 1.0,
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int | None = None,
         timesteps: list[int] | None = None,
@@ -138,6 +140,12 @@ class GlideInpaintPipeline(GlideBasePipeline):
                 least one pixel to repaint at the model's size.
                 `image` and `mask_image` hold the same number of images, or one of them a single one (used for
                 all); that number must match the number of prompts, or one side must be a single one.
+            strength (`float`, *optional*, defaults to 1.0):
+                Sketch-guided inpainting, in (0, 1]. 1 (GLIDE's inpainting) starts the masked region from pure
+                noise. Below 1 it starts from `image` itself, noised to the timestep at `strength` of the schedule
+                (the last `min(int(N * strength), N)` of the `N` steps run, diffusers' img2img rule), so a rough
+                colour sketch painted into the masked region of `image` guides the colours and layout there (SDEdit);
+                the kept region is pasted as at strength 1.
             negative_prompt (`str` or `list[str]`, *optional*):
                 Replaces the empty prompt as the unconditional input of classifier-free guidance.
             num_inference_steps (`int`, *optional*):
@@ -151,7 +159,9 @@ class GlideInpaintPipeline(GlideBasePipeline):
             num_images_per_prompt (`int`, *optional*, defaults to 1): Images per prompt (and per input image).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
                 Makes sampling deterministic; a list (one per output image) makes each image independent of the batch.
-            latents (`torch.Tensor`, *optional*): The initial noise x_T, `(batch, 3, size, size)`, used as given.
+            latents (`torch.Tensor`, *optional*): The sample the loop starts from, `(batch, 3, size, size)`, used as
+                given: the initial noise x_T, or with `strength` < 1 the noised image at the first timestep that
+                runs (instead of `image` noised with the generator's noise).
             eta (`float`, *optional*, defaults to 0.0): DDIM noise scale (DDIM samplers only).
             prompt_embeds (`torch.Tensor`, *optional*): Precomputed text encoder states.
             negative_prompt_embeds (`torch.Tensor`, *optional*): Precomputed unconditional text encoder states.
@@ -182,6 +192,7 @@ class GlideInpaintPipeline(GlideBasePipeline):
             guidance_scale,
             eta,
         )
+        strength = check_strength(strength)
         size = self.unet.config.sample_size
         pixels, image_sizes = self.image_processor.read_images(image, "image", size=size)
         repaint, mask_sizes = self.image_processor.read_masks(mask_image, "mask_image", size)
@@ -214,9 +225,15 @@ class GlideInpaintPipeline(GlideBasePipeline):
         pixels = pixels.repeat_interleave(batch // pixels.shape[0], dim=0).to(device)
         keep_mask = (1 - repaint).repeat_interleave(batch // repaint.shape[0], dim=0).to(device)
 
-        # 4. Timesteps (original indices) and initial noise
-        timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
-        latents = self.prepare_latents((batch, self.unet.config.in_channels, size, size), generator, latents, device)
+        # 4. Timesteps (original indices, cut by strength) and the starting sample: noise, or the noised image
+        all_timesteps = self.set_sampling_timesteps(num_inference_steps, timesteps, respacing, device)
+        timesteps = strength_timesteps(self.scheduler, all_timesteps, strength)
+        shape = (batch, self.unet.config.in_channels, size, size)
+        if latents is None:
+            noise = self.prepare_latents(shape, generator, None, device)
+            latents = noised_start(self.scheduler, pixels, noise, timesteps, len(timesteps) == len(all_timesteps))
+        else:
+            latents = self.prepare_latents(shape, generator, latents, device)
 
         # 5. Denoising loop: the UNet sees the image and the keep mask; the known region overwrites every x0
         sample = self.denoise(
