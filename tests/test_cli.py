@@ -380,6 +380,62 @@ USER_ERRORS = {
         ],
         ["missing.pt"],
     ),
+    "edit without a prompt": (
+        lambda tmp, folders, inputs: ["edit", "--image", inputs["image"], "--edit", inputs["mask"]],
+        ["--edit 1 (", "give MASK PROMPT [STRENGTH], e.g. --edit mask.png"],
+    ),
+    "edit strength that is not a number": (
+        lambda tmp, folders, inputs: ["edit", "--image", inputs["image"], "--edit", inputs["mask"], "a", "strong"],
+        ["--edit 1: STRENGTH expected a number, got 'strong'"],
+    ),
+    "edit mask file missing": (
+        lambda tmp, folders, inputs: ["edit", "--image", inputs["image"], "--edit", tmp / "nope.png", PROMPT],
+        ["mask of edit 1 file not found:", "nope.png"],
+    ),
+    "second edit with nothing to repaint": (
+        lambda tmp, folders, inputs: [
+            "edit",
+            "--image",
+            inputs["image"],
+            "--steps",
+            "2",
+            "--edit",
+            inputs["mask"],
+            PROMPT,
+            "--edit",
+            inputs["black"],
+            PROMPT,
+        ],
+        ["edit 2 of 2: `mask_image` 0 has nothing to repaint"],
+    ),  # fmt: skip
+    "img2img strength zero": (
+        lambda tmp, folders, inputs: ["img2img", PROMPT, "--image", inputs["image"], "--strength", "0"],
+        ["`strength` must be in (0, 1], got 0"],
+    ),
+    "img2img with an inpainting model": (
+        lambda tmp, folders, inputs: [
+            "img2img",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--model",
+            folders["base-inpaint"],
+        ],
+        ["holds a GlideInpaintPipeline, not a GlideImg2ImgPipeline"],
+    ),
+    "inpaint strength above one": (
+        lambda tmp, folders, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            inputs["mask"],
+            "--strength",
+            "1.5",
+        ],
+        ["`strength` must be in [0, 1], got 1.5"],
+    ),  # fmt: skip
 }
 
 
@@ -432,3 +488,52 @@ def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
     assert written == [str(tmp_path / "cascade-low.png"), str(tmp_path / "cascade.png")]
     png(Path(written[0]), 32)
     png(Path(written[1]), 128)
+
+
+def test_img2img_inpaint_strength_and_iterative_edit_on_the_embedded_models(script, tmp_path):
+    common = ["--seed", 0, "--no_progress"]
+    rng = np.random.default_rng(2)
+    start = tmp_path / "start.png"
+    PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(start)
+
+    # img2img at strength 1 is text-to-image from the same seed: the same PNG
+    (full,) = check_ok(
+        run(script, "img2img", PROMPT, "--image", start, "--strength", 1, "--steps", 4, *common, "-o",
+            tmp_path / "full.png", cwd=tmp_path)
+    )  # fmt: skip
+    (generated,) = check_ok(
+        run(script, "generate", PROMPT, "--steps", 4, *common, "-o", tmp_path / "gen.png", cwd=tmp_path)
+    )
+    with PIL.Image.open(full) as a, PIL.Image.open(generated) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    (partial,) = check_ok(
+        run(script, "img2img", PROMPT, "--image", start, "--strength", 0.5, "--steps", 4, *common, "-o",
+            tmp_path / "half.png", cwd=tmp_path)
+    )  # fmt: skip
+    png(Path(partial), 32)
+
+    masks = []
+    for k, (top, left) in enumerate([(2, 2), (18, 16)]):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[top : top + 12, left : left + 12] = 255
+        masks.append(mask)
+        PIL.Image.fromarray(mask).save(tmp_path / f"m{k}.png")
+    (inpainted,) = check_ok(
+        run(script, "inpaint", PROMPT, "--image", start, "--mask", tmp_path / "m0.png", "--strength", 0.5,
+            "--steps", 4, *common, "-o", tmp_path / "sketch.png", cwd=tmp_path)
+    )  # fmt: skip
+    png(Path(inpainted), 32)
+
+    written = check_ok(
+        run(script, "edit", "--image", start, "--edit", tmp_path / "m0.png", "a red square on a white background",
+            "--edit", tmp_path / "m1.png", "a blue circle on a white background", 0.8, "--save_steps",
+            "--steps", 4, *common, "-o", tmp_path / "edited.png", cwd=tmp_path)
+    )  # fmt: skip
+    assert written == [str(tmp_path / "edited-step1.png"), str(tmp_path / "edited.png")]
+    with PIL.Image.open(start) as a, PIL.Image.open(written[0]) as b, PIL.Image.open(written[1]) as c:
+        original, step1, final = np.asarray(a), np.asarray(b), np.asarray(c)
+    outside_both = (masks[0] == 0) & (masks[1] == 0)
+    assert np.array_equal(final[outside_both], original[outside_both])
+    assert np.array_equal(step1[masks[0] == 0], original[masks[0] == 0])
+    assert np.array_equal(final[masks[1] == 0], step1[masks[1] == 0])  # the second edit kept the first's result
+    assert not np.array_equal(final[masks[1] > 0], step1[masks[1] > 0])

@@ -7,7 +7,15 @@ from conftest import REPO_ROOT
 
 from diffusers_glide import pipelines
 from diffusers_glide.training.presets import build_models_from_preset
-from diffusers_glide.variants import MODEL_TYPES, PIPELINE_CLASSES, VARIANTS, get_variant, variant_of_unet_config
+from diffusers_glide.variants import (
+    MODEL_TYPES,
+    PIPELINE_CLASSES,
+    TASK_PIPELINE_CLASSES,
+    VARIANTS,
+    get_variant,
+    models_pipeline_class,
+    variant_of_unet_config,
+)
 
 
 def test_the_table():
@@ -26,7 +34,16 @@ def test_the_table():
         "base-inpaint": ("100", "ddpm"),
         "upsample-inpaint": ("fast27", "ddpm"),
     }
-    assert PIPELINE_CLASSES == ("GlidePipeline", "GlideUpsamplePipeline", "GlideInpaintPipeline")
+    assert PIPELINE_CLASSES == (
+        "GlidePipeline",
+        "GlideUpsamplePipeline",
+        "GlideInpaintPipeline",
+        "GlideImg2ImgPipeline",
+    )
+    # image to image runs the base model: it loads (and is) a text-to-image folder's pipeline class
+    assert TASK_PIPELINE_CLASSES == {"GlideImg2ImgPipeline": "GlidePipeline"}
+    assert models_pipeline_class("GlideImg2ImgPipeline") == "GlidePipeline"
+    assert models_pipeline_class("GlideInpaintPipeline") == "GlideInpaintPipeline"
     assert [t for t, v in VARIANTS.items() if v.text_to_image] == ["base"]
 
 

@@ -3,7 +3,14 @@
 from .clip_tokenization import build_clip_tokenizer, build_small_clip_tokenizer, tokenize_clip_prompts
 from .embedded import embedded_model_path
 from .models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel
-from .pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from .pipelines import (
+    GlideImg2ImgPipeline,
+    GlideInpaintPipeline,
+    GlidePipeline,
+    GlideUpsamplePipeline,
+    InpaintEdit,
+    apply_edits,
+)
 from .schedulers import GlideScheduler, GlideSchedulerOutput
 from .tokenization import build_glide_tokenizer, tokenize_prompts
 
@@ -20,6 +27,8 @@ __all__ = [
     "GlideTextEncoder",
     "GlideUNet2DModel",
     "GlideUpsamplePipeline",
+    "InpaintEdit",
+    "apply_edits",
     "build_clip_tokenizer",
     "build_glide_tokenizer",
     "build_small_clip_tokenizer",

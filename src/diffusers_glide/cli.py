@@ -1,8 +1,10 @@
-"""The `diffusers-glide` command: generate, inpaint and upsample images, convert OpenAI checkpoints, train.
+"""The `diffusers-glide` command: generate, inpaint, edit and upsample images, convert OpenAI checkpoints, train.
 
     diffusers-glide generate "a red circle on a blue background" -o circle.png --seed 0
     diffusers-glide generate "an oil painting of a corgi" --model glide-base --upsampler glide-upsample
     diffusers-glide inpaint "a corgi in a field" --image grass.png --mask mask.png --model glide-base-inpaint
+    diffusers-glide img2img "a green square on a white background" --image in.png --strength 0.7 -o out.png
+    diffusers-glide edit --image in.png --edit m1.png "a red circle" --edit m2.png "a blue square" -o out.png
     diffusers-glide upsample "a corgi" --image corgi_64.png --model glide-upsample
     diffusers-glide convert --checkpoint_path base.pt --model_type base --vocab_dir openai --dump_path glide-base
     diffusers-glide train --output_dir runs/shapes --shapes --max_train_steps 1000
@@ -33,7 +35,14 @@ from .conversion.cli import add_convert_arguments, check_convert_arguments, run_
 from .conversion.convert import DTYPES
 from .embedded import embedded_model_path
 from .output_folders import check_output_image_paths, save_image_atomically
-from .pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from .pipelines import (
+    GlideImg2ImgPipeline,
+    GlideInpaintPipeline,
+    GlidePipeline,
+    GlideUpsamplePipeline,
+    InpaintEdit,
+    apply_edits,
+)
 from .pipelines.memory import BatchTooLargeError
 from .training.arguments import add_training_arguments, check_training_arguments
 from .training.clip_trainer import add_clip_training_arguments, check_clip_training_arguments
@@ -107,6 +116,32 @@ def _add_sampling_arguments(parser, pipeline_class, output_default: str, output_
     )
 
 
+def _add_strength(parser, pipeline_class, what: str) -> None:
+    parser.add_argument(
+        "--strength",
+        type=_finite_float,
+        default=_default(pipeline_class, "strength"),
+        help=f"{what}, in (0, 1]: the last int(steps * strength) of the --steps steps run, from the image noised "
+        "to that point (default: %(default)s)",
+    )
+
+
+def _add_clip_arguments(parser) -> None:
+    clip = parser.add_argument_group("CLIP guidance")
+    clip.add_argument(
+        "--clip",
+        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip` or trained with "
+        "`train-clip`), or 'default' for the embedded 32x32 one; not needed when the --model folder already holds "
+        "the CLIP components",
+    )
+    clip.add_argument(
+        "--clip_guidance_scale",
+        type=_non_negative_float,
+        help="CLIP guidance scale; 0 disables it (default: 3.0, the notebook's, with --clip; otherwise 0). "
+        "Combines with --guidance_scale; the notebook uses --guidance_scale 1 with CLIP guidance",
+    )
+
+
 def _add_runtime_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default: float32)")
@@ -170,19 +205,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="upsampler guidance scale (default: %(default)s, no guidance, as GLIDE)",
     )
     _add_upsample_temp(upsampling)
-    clip = generate.add_argument_group("CLIP guidance")
-    clip.add_argument(
-        "--clip",
-        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip` or trained with "
-        "`train-clip`), or 'default' for the embedded 32x32 one; not needed when the --model folder already holds "
-        "the CLIP components",
-    )
-    clip.add_argument(
-        "--clip_guidance_scale",
-        type=_non_negative_float,
-        help="CLIP guidance scale; 0 disables it (default: 3.0, the notebook's, with --clip; otherwise 0). "
-        "Combines with --guidance_scale; the notebook uses --guidance_scale 1 with CLIP guidance",
-    )
+    _add_clip_arguments(generate)
     _add_runtime_arguments(generate)
 
     # inpaint ----------------------------------------------------------------------------------------------
@@ -214,7 +237,87 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         "glide-inpaint.png",
         "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>",
     )
+    _add_strength(
+        inpaint,
+        GlideInpaintPipeline,
+        "sketch-guided inpainting: below 1 the masked region starts from --image (paint a rough colour sketch "
+        "into it) instead of noise",
+    )
     _add_runtime_arguments(inpaint)
+
+    # img2img ----------------------------------------------------------------------------------------------
+    img2img = sub["img2img"] = subparsers.add_parser(
+        "img2img",
+        help="turn an image towards a text prompt (SDEdit; the embedded 32x32 shapes model unless --model)",
+        description=(
+            "Text-guided image-to-image (SDEdit) with a GlideImg2ImgPipeline over a text-to-image model: the image is "
+            "resized to the model's size, noised to --strength of the schedule and denoised towards the prompt. Small "
+            "strengths keep the layout and colours, large ones follow the prompt; 1 ignores the image."
+        ),
+    )
+    img2img.add_argument("prompt", help="the text prompt")
+    img2img.add_argument("--image", type=Path, required=True, help="the starting image (any format Pillow reads)")
+    img2img.add_argument(
+        "--model",
+        help="text-to-image (GlidePipeline) folder or Hub repo id (default: the embedded 32x32 shapes model)",
+    )
+    _add_sampling_arguments(
+        img2img,
+        GlideImg2ImgPipeline,
+        "glide-img2img.png",
+        "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>",
+    )
+    _add_strength(img2img, GlideImg2ImgPipeline, "how far the image is noised")
+    _add_clip_arguments(img2img)
+    _add_runtime_arguments(img2img)
+
+    # edit -------------------------------------------------------------------------------------------------
+    edit = sub["edit"] = subparsers.add_parser(
+        "edit",
+        help="apply a sequence of (mask, prompt) inpainting edits to one image, each on the previous result",
+        description=(
+            "Iterative editing: inpaint the --edit masks one after another, each edit starting from the result of "
+            "the previous one (GlideInpaintPipeline; the embedded 32x32 inpainting model unless --model). The pixels "
+            "outside every mask keep the values of --image resized to the model's size. Mask convention: "
+            + MASK_CONVENTION
+            + "."
+        ),
+    )
+    edit.add_argument("--image", type=Path, required=True, help="the image to edit (any format Pillow reads)")
+    edit.add_argument(
+        "--edit",
+        dest="edits",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="MASK PROMPT [STRENGTH]",
+        help="one edit: its mask file, its prompt and optionally its strength (default: --strength); repeat the flag "
+        "for each edit, in order",
+    )
+    edit.add_argument(
+        "--model",
+        help="GlideInpaintPipeline folder or Hub repo id (default: the embedded 32x32 shapes inpainting model)",
+    )
+    edit.add_argument(
+        "-o", "--output", type=Path, default=Path("glide-edit.png"), help="the final image (default: %(default)s)"
+    )
+    edit.add_argument(
+        "--save_steps",
+        action="store_true",
+        help="also write the image after each edit but the last, as <stem>-step<k><suffix>",
+    )
+    edit.add_argument("--seed", type=int, help="seed of the sampling noise of all edits")
+    edit.add_argument(
+        "--steps", type=_positive_int, help="denoising steps of each edit (default: the scheduler configuration)"
+    )
+    edit.add_argument(
+        "--guidance_scale",
+        type=_finite_float,
+        default=_default(GlideInpaintPipeline, "guidance_scale"),
+        help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
+    )
+    _add_strength(edit, GlideInpaintPipeline, "the strength of the edits that give none")
+    _add_runtime_arguments(edit)
 
     # upsample ---------------------------------------------------------------------------------------------
     upsample = sub["upsample"] = subparsers.add_parser(
@@ -369,9 +472,7 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
 def run_generate(args) -> int:
     device = _device(args.device)
     _check_outputs(args.output, args.num_images, ("", "-low") if args.upsampler else ("",))
-    clip_guidance_scale = args.clip_guidance_scale
-    if clip_guidance_scale is None:
-        clip_guidance_scale = 3.0 if args.clip is not None else 0.0
+    clip_guidance_scale = _clip_guidance_scale(args)
     pipe = _load(GlidePipeline, _model_or_embedded(args.model, "base"), args, device)
     if args.clip is not None:
         pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=DTYPES[args.dtype])
@@ -406,6 +507,72 @@ def run_generate(args) -> int:
     return 0
 
 
+def _clip_guidance_scale(args) -> float:
+    if args.clip_guidance_scale is not None:
+        return args.clip_guidance_scale
+    return 3.0 if args.clip is not None else 0.0
+
+
+def run_img2img(args) -> int:
+    device = _device(args.device)
+    _check_outputs(args.output, args.num_images)
+    image = _read_image(args.image, "image")
+    pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device)
+    if args.clip is not None:
+        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=DTYPES[args.dtype])
+    images = pipe(
+        args.prompt,
+        image=image,
+        strength=args.strength,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        num_images_per_prompt=args.num_images,
+        generator=_generator(args.seed, device),
+        clip_guidance_scale=_clip_guidance_scale(args),
+    ).images
+    _save(images, _output_paths(args.output, len(images)))
+    return 0
+
+
+def _parse_edits(values: list[list[str]], default_strength: float) -> list[InpaintEdit]:
+    """`--edit MASK PROMPT [STRENGTH]` values -> edits with their masks read (every file checked before sampling)."""
+    edits = []
+    for number, value in enumerate(values, start=1):
+        if len(value) not in (2, 3):
+            raise CLIError(
+                f"--edit {number} ({shlex.join(value)}): give MASK PROMPT [STRENGTH], e.g. --edit mask.png "
+                '"a red circle" 0.7.'
+            )
+        strength = default_strength
+        if len(value) == 3:
+            try:
+                strength = _finite_float(value[2])
+            except argparse.ArgumentTypeError as error:
+                raise CLIError(f"--edit {number}: STRENGTH {error}") from None
+        mask = _read_image(Path(value[0]), f"mask of edit {number}")
+        edits.append(InpaintEdit(prompt=value[1], mask_image=mask, strength=strength))
+    return edits
+
+
+def run_edit(args) -> int:
+    device = _device(args.device)
+    edits = _parse_edits(args.edits, args.strength)
+    steps = [args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(edits))]
+    check_output_image_paths([*(steps if args.save_steps else []), args.output])
+    image = _read_image(args.image, "image")
+    pipe = _load(GlideInpaintPipeline, _model_or_embedded(args.model, "base-inpaint"), args, device)
+    results = apply_edits(
+        pipe,
+        image,
+        edits,
+        generator=_generator(args.seed, device),
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+    )
+    _save(results, [*steps, args.output] if args.save_steps else [args.output])
+    return 0
+
+
 def run_inpaint(args) -> int:
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
@@ -417,6 +584,7 @@ def run_inpaint(args) -> int:
         args.prompt,
         image=image,
         mask_image=mask,
+        strength=args.strength,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
         num_images_per_prompt=args.num_images,
@@ -502,6 +670,10 @@ def main(argv=None) -> int:
             return run_generate(args)
         if args.subcommand == "inpaint":
             return run_inpaint(args)
+        if args.subcommand == "img2img":
+            return run_img2img(args)
+        if args.subcommand == "edit":
+            return run_edit(args)
         if args.subcommand == "upsample":
             return run_upsample(args)
         if args.subcommand == "convert":
@@ -511,7 +683,7 @@ def main(argv=None) -> int:
         return run_train(args, argv)
     except BatchTooLargeError as error:
         print(
-            f"error: --num_images {args.num_images} is too many for one run: at most {error.max_images} fit in memory "
+            f"error: --num_images {getattr(args, 'num_images', 1)} is too many for one run: at most {error.max_images} fit in memory "
             f"({_one_line(error)}). Run the command several times with different --seed values.",
             file=sys.stderr,
         )

@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.embedded import EMBEDDED_MODEL_KINDS, EMBEDDED_MODELS, EMBEDDED_ROOT, embedded_model_path
+from diffusers_glide.shapes import editing_evaluation as editing
 from diffusers_glide.shapes import stage_evaluation as stages
 
 CLIP_SCALE = 10.0  # the embedded CLIP needs a larger scale than the notebook's 3 (see its model card)
@@ -58,16 +59,17 @@ def test_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
         assert guided.result.per_attribute["color"] >= 0.75, (region, guided)
 
 
-def test_upsampler_draws_the_scenes_at_its_measured_quality():
-    """The README's numbers on 6 captions. The upsampler does not reach bicubic's PSNR (see its model card): this
-    guards the measured level, it does not claim the 3 dB-over-bicubic goal."""
+def test_upsampler_beats_bicubic_by_3_db():
+    """The issue's bar on 6 captions (the README: +6.3 dB on 12, with every sampler)."""
     pipe = _load(GlideUpsamplePipeline, "upsample")
-    fast27 = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name == "ddim-fast27"]
-    bicubic, model = stages.evaluate_upsampler(pipe, fast27, limit=6)
-    assert pipe.unet.config.sample_size == 128 and model.extra["steps"] == 27
+    chosen = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name in ("ddim-fast27", "dpm++-5")]
+    bicubic, fast27, dpm5 = stages.evaluate_upsampler(pipe, chosen, limit=6)
+    assert pipe.unet.config.sample_size == 128 and pipe.unet.config.low_res_residual
+    assert (fast27.extra["steps"], dpm5.extra["steps"]) == (27, 5)
     assert bicubic.extra["psnr_db"] > 30.0
-    assert model.extra["psnr_db"] >= 26.5, (bicubic, model)
-    assert model.result.accuracy >= 0.9, model
+    for model in (fast27, dpm5):
+        assert model.extra["psnr_db"] >= bicubic.extra["psnr_db"] + 3.0, (bicubic, model)
+        assert model.result.all_correct == 1.0, model
 
 
 def test_upsample_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
@@ -87,6 +89,25 @@ def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
     unconditional, clip_guided = results[0], results[1]
     assert unconditional.accuracy < 0.45, unconditional
     assert clip_guided.accuracy >= 0.5, clip_guided
+
+
+def test_img2img_keeps_the_place_at_low_strength_and_takes_the_colours_at_high_strength():
+    """The README's strength sweep on 8 captions: the input is the scene with its two colours swapped."""
+    pipe = GlideImg2ImgPipeline.from_pipe(_load(GlidePipeline, "base"))
+    unchanged, low, high = editing.evaluate_img2img(pipe, strengths=(0.3, 0.85), limit=8)
+    assert unchanged.extra["colors"] == 0.0 and unchanged.extra["place_kept"] == 1.0
+    assert low.extra["place_kept"] >= 0.75 and low.extra["distance"] < high.extra["distance"], low
+    assert high.extra["colors"] >= 0.75, high
+
+
+def test_a_sketch_places_and_colours_the_repainted_shape():
+    """The README's sketch numbers on 8 edits: a blob of the target's colour, in the third shape, painted into a
+    rectangle mask; strength 0.7 draws the caption's shape there more reliably than plain inpainting."""
+    pipe = _load(GlideInpaintPipeline, "base-inpaint")
+    _, sketched, plain = editing.evaluate_sketch_inpainting(pipe, strengths=(0.7, 1.0), limit=8)
+    assert sketched.extra["kept_exact"] == 1.0 and plain.extra["kept_exact"] == 1.0
+    assert sketched.extra["shape_and_color"] >= max(plain.extra["shape_and_color"], 0.75), (sketched, plain)
+    assert sketched.result.all_correct >= plain.result.all_correct + 0.25, (sketched, plain)
 
 
 def test_the_cascade_in_three_lines():

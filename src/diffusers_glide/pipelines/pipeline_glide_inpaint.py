@@ -49,6 +49,11 @@ class GlideInpaintPipeline(GlideBasePipeline):
     in (e.g. `DDIMScheduler.from_config(pipe.scheduler.config)`), the known region is instead pasted into x_t
     after each step, noised to the next timestep, and into the final output.
 
+    **Sketch-guided inpainting.** With `strength` < 1 the masked region starts from `image` itself (a rough colour
+    sketch painted into the mask, say) noised to the timestep at `strength` of the schedule, instead of pure noise
+    (SDEdit, as GLIDE's paper edits with sketches); the cut of the timesteps is diffusers' img2img rule. The
+    default `strength=1` is GLIDE's inpainting. [`apply_edits`] chains edits, each on the previous result.
+
     Classifier-free guidance is GLIDE's (the unconditional input is the empty prompt, or `negative_prompt`; only
     epsilon is guided). The defaults follow OpenAI's inpainting notebook: guidance scale 5 and the scheduler's
     respacing (100 ancestral steps for converted checkpoints).

@@ -26,6 +26,12 @@ for the unconditional model (the empty prompt, scored against the same captions:
 - `clip` (`base` model + the noised CLIP of `--clip`): CLIP guidance at each of `--clip_guidance_scales`,
   classifier-free guidance (the single scale of `--guidance_scales`, default 3) and both, against the
   unconditional model.
+- `img2img` (`base` model, see `editing_evaluation.py`): each scene rendered with its colours swapped is turned
+  towards its caption at each of `--strengths`; reports the colours, whether the shape stayed in place and the
+  distance from the input.
+- `sketch` (`base-inpaint` model): each inpainting edit with a sketch (a blob of the target's colour in another
+  shape) painted into its rectangle mask, at each of `--strengths` (1 = plain inpainting); reports how often the
+  target's shape appears in the sketch's colour.
 
     python -m diffusers_glide.shapes.evaluate --task upsample --samplers ddim-fast27 dpm++-15 --num_samples 2
 """
@@ -73,16 +79,23 @@ def _to_array(image) -> np.ndarray:
     return array
 
 
+def _background_rgb(pixels: np.ndarray) -> np.ndarray:
+    border = np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+    return np.median(border, axis=0)
+
+
+def foreground_mask(image) -> np.ndarray:
+    """The pixels the scorer counts as the shape: bool (H, W), far (in RGB) from the median colour of the border."""
+    pixels = _to_array(image)
+    return np.linalg.norm(pixels - _background_rgb(pixels), axis=-1) > _FOREGROUND_DISTANCE
+
+
 def read_image(image) -> ShapeReading:
     """Recover background colour, shape colour, shape and position from an image (PIL or (H, W, 3) in [0, 1])."""
     pixels = _to_array(image)
     height, width, _ = pixels.shape
-    border = np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
-    background_rgb = np.median(border, axis=0)
-    background = _nearest_color(background_rgb)
-
-    distance = np.linalg.norm(pixels - background_rgb, axis=-1)
-    foreground = distance > _FOREGROUND_DISTANCE
+    background = _nearest_color(_background_rgb(pixels))
+    foreground = foreground_mask(pixels)
     if foreground.mean() < _MIN_SHAPE_FRACTION:
         return ShapeReading(background, None, None, None)
     color = _nearest_color(np.median(pixels[foreground], axis=0))
@@ -212,7 +225,7 @@ def results_table(results: list[EvaluationResult]) -> str:
     return "\n".join(lines)
 
 
-TASKS = ("text", "inpaint", "upsample", "upsample-inpaint", "clip")
+TASKS = ("text", "inpaint", "upsample", "upsample-inpaint", "clip", "img2img", "sketch")
 # the embedded model each task evaluates when `--model` is not given
 _TASK_MODELS = {
     "text": "base",
@@ -220,12 +233,15 @@ _TASK_MODELS = {
     "upsample": "upsample",
     "upsample-inpaint": "upsample-inpaint",
     "clip": "base",
+    "img2img": "base",
+    "sketch": "base-inpaint",
 }
 
 
 def main(argv=None) -> int:
     from ..embedded import embedded_model_path
-    from ..pipelines import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+    from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+    from . import editing_evaluation as editing
     from . import stage_evaluation as stages
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,6 +256,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--clip_guidance_scales", type=float, nargs="+", default=[3.0], help="clip task")
     parser.add_argument("--regions", nargs="+", choices=stages.REGIONS, default=["shape"], help="inpaint tasks")
+    parser.add_argument(
+        "--strengths",
+        type=float,
+        nargs="+",
+        help=f"img2img and sketch tasks (default: {' '.join(map(str, editing.DEFAULT_STRENGTHS))} for img2img, "
+        f"{' '.join(map(str, editing.DEFAULT_SKETCH_STRENGTHS))} for sketch)",
+    )
     parser.add_argument(
         "--samplers", nargs="+", choices=stages.SAMPLER_NAMES, help="upsample task (default: all of them)"
     )
@@ -260,8 +283,10 @@ def main(argv=None) -> int:
         parser.error("--limit and --batch_size are not available for --task text.")
     if args.task == "upsample" and args.steps:
         parser.error("--task upsample takes its steps from --samplers, not --steps.")
-    if args.task == "clip" and args.guidance_scales and len(args.guidance_scales) != 1:
-        parser.error("--task clip takes a single classifier-free guidance scale.")
+    if args.task in ("clip", "img2img", "sketch") and args.guidance_scales and len(args.guidance_scales) != 1:
+        parser.error(f"--task {args.task} takes a single classifier-free guidance scale.")
+    if args.strengths and args.task not in ("img2img", "sketch"):
+        parser.error("--strengths is only available for --task img2img and --task sketch.")
     model = args.model or embedded_model_path(_TASK_MODELS[args.task])
     common = {"num_samples": args.num_samples, "split": args.split, "seed": args.seed}
     staged = {**common, "limit": args.limit, "batch_size": args.batch_size}
@@ -301,6 +326,17 @@ def main(argv=None) -> int:
                 results += stages.evaluate_upsample_inpainting(
                     pipeline, region, num_inference_steps=args.steps, **staged
                 )
+        print(stages.stage_table(results))
+    elif args.task in ("img2img", "sketch"):
+        pipeline_class = GlideImg2ImgPipeline if args.task == "img2img" else GlideInpaintPipeline
+        pipeline = pipeline_class.from_pretrained(model)
+        pipeline.set_progress_bar_config(disable=True)
+        evaluate = editing.evaluate_img2img if args.task == "img2img" else editing.evaluate_sketch_inpainting
+        strengths = args.strengths or (
+            editing.DEFAULT_STRENGTHS if args.task == "img2img" else editing.DEFAULT_SKETCH_STRENGTHS
+        )
+        scale = (args.guidance_scales or [3.0 if args.task == "img2img" else 5.0])[0]
+        results = evaluate(pipeline, strengths, scale, num_inference_steps=args.steps, **staged)
         print(stages.stage_table(results))
     else:  # clip
         pipeline = GlidePipeline.from_pretrained(model)
