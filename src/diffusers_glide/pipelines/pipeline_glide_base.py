@@ -371,6 +371,19 @@ class GlideBasePipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------------------
     # Images
 
+    def read_images_at_model_size(self, image, crop_hint: str = "it") -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """`image` read and resized to the model's square size (see `GlideImageProcessor.read_images`), with a
+        warning when a non-square image gets stretched; returns the pixels and each image's original size."""
+        size = self.unet.config.sample_size
+        pixels, image_sizes = self.image_processor.read_images(image, "image", size=size)
+        stretched = sorted({(h, w) for h, w in image_sizes if h != w})
+        if stretched:
+            logger.warning(
+                f"`image` of size {stretched} (height x width) is not square: it is stretched to {size}x{size}. Crop "
+                f"{crop_hint} to a square first to keep its proportions."
+            )
+        return pixels, image_sizes
+
     def check_repaint_masks(self, repaint: torch.Tensor, sizes: list[tuple[int, int]]) -> None:
         """Every mask must leave something to repaint at the model's size (the API and the CLI share this rule)."""
         size = self.unet.config.sample_size

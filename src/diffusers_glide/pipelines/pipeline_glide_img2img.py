@@ -4,14 +4,12 @@ from collections.abc import Callable
 
 import torch
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils import replace_example_docstring
 
 from .checks import one_call_at_a_time
 from .pipeline_glide import GlidePipeline
 from .pipeline_glide_base import PipelineImageInput
 from .strength import check_strength, noised_start, strength_timesteps
-
-logger = logging.get_logger(__name__)
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -153,14 +151,8 @@ class GlideImg2ImgPipeline(GlidePipeline):
         )
         strength = check_strength(strength)
         size = self.unet.config.sample_size
-        pixels, image_sizes = self.image_processor.read_images(image, "image", size=size)
+        pixels, image_sizes = self.read_images_at_model_size(image)
         num_inputs = self.check_image_count(len(image_sizes), num_prompts)
-        stretched = sorted({(h, w) for h, w in image_sizes if h != w})
-        if stretched:
-            logger.warning(
-                f"`image` of size {stretched} (height x width) is not square: it is stretched to {size}x{size}. Crop "
-                "it to a square first to keep its proportions."
-            )
         clip_prompts = self.check_clip_inputs(clip_guidance_scale, clip_prompt, prompt, num_prompts)
         self._guidance_scale, self._interrupt = guidance_scale, False
         batch = num_inputs * num_images_per_prompt

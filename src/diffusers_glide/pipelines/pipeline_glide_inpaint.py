@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import torch
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-from diffusers.utils import logging, replace_example_docstring
+from diffusers.utils import replace_example_docstring
 
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from .checks import one_call_at_a_time
@@ -28,8 +28,6 @@ EXAMPLE_DOC_STRING = """
         >>> result.save("corgi_inpainted_64.png")
         ```
 """
-
-logger = logging.get_logger(__name__)
 
 
 class GlideInpaintPipeline(GlideBasePipeline):
@@ -199,16 +197,10 @@ class GlideInpaintPipeline(GlideBasePipeline):
         )
         strength = check_strength(strength)
         size = self.unet.config.sample_size
-        pixels, image_sizes = self.image_processor.read_images(image, "image", size=size)
+        pixels, image_sizes = self.read_images_at_model_size(image, crop_hint="it (and the mask)")
         repaint, mask_sizes = self.image_processor.read_masks(mask_image, "mask_image", size)
         num_inputs = self.check_image_batches(image_sizes, mask_sizes, num_prompts)
         self.check_repaint_masks(repaint, mask_sizes)
-        stretched = sorted({(h, w) for h, w in image_sizes if h != w})
-        if stretched:
-            logger.warning(
-                f"`image` of size {stretched} (height x width) is not square: it is stretched to {size}x{size}. Crop "
-                "it (and the mask) to a square first to keep its proportions."
-            )
         self._guidance_scale, self._interrupt = guidance_scale, False
         batch = num_inputs * num_images_per_prompt
         self.check_batch(batch, f"num_images_per_prompt={num_images_per_prompt} for {num_inputs} image(s)")
