@@ -19,8 +19,9 @@ compared and scored as uint8.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,36 @@ from .stage_evaluation import (
 DEFAULT_STRENGTHS = (0.3, 0.5, 0.7, 0.85, 1.0)
 DEFAULT_SKETCH_STRENGTHS = (0.5, 0.7, 0.85, 1.0)
 _PLACE_IOU = 0.5  # a shape overlapping the input's by at least this IoU is "in the same place"
+
+
+@dataclass
+class _Sweep:
+    """One pipeline call per strength over the same cases, scored against `targets` (one per case)."""
+
+    pipeline: Any
+    per_case: dict
+    targets: list[ShapeScene]
+    guidance_scale: float
+    num_samples: int
+    seed: int
+    batch_size: int | None
+    num_inference_steps: int | None
+
+    def run(self, strength: float, name: str, measures: Callable[[np.ndarray, int], dict]) -> StageResult:
+        images = _generate(
+            self.pipeline,
+            self.per_case,
+            len(self.targets),
+            self.num_samples,
+            self.seed,
+            self.batch_size,
+            strength=strength,
+            guidance_scale=self.guidance_scale,
+            num_inference_steps=self.num_inference_steps,
+        )
+        checks = _score(images, self.targets, self.num_samples)
+        result = summarize(name, self.guidance_scale, True, checks)
+        return StageResult(result, {"strength": strength, **measures(images, self.num_samples)})
 
 
 def recolored_scene(scene: ShapeScene) -> ShapeScene:
@@ -97,21 +128,8 @@ def evaluate_img2img(
     unchanged = summarize("unchanged input (strength 0)", 1.0, False, _score(input_u8, scenes, 1))
     results = [StageResult(unchanged, {"strength": 0.0, **measures(input_u8, 1)})]
     per_case = {"prompt": [scene.caption for scene in scenes], "image": inputs}
-    for strength in strengths:
-        images = _generate(
-            pipeline,
-            per_case,
-            len(scenes),
-            num_samples,
-            seed,
-            batch_size,
-            strength=strength,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-        )
-        result = summarize(f"strength {strength:g}", guidance_scale, True, _score(images, scenes, num_samples))
-        results.append(StageResult(result, {"strength": strength, **measures(images, num_samples)}))
-    return results
+    sweep = _Sweep(pipeline, per_case, scenes, guidance_scale, num_samples, seed, batch_size, num_inference_steps)
+    return results + [sweep.run(strength, f"strength {strength:g}", measures) for strength in strengths]
 
 
 @dataclass(frozen=True)
@@ -172,19 +190,8 @@ def evaluate_sketch_inpainting(
         "image": torch.stack([case.image for case in cases]),
         "mask_image": torch.stack([case.mask for case in cases])[:, None],
     }
+    sweep = _Sweep(pipeline, per_case, targets, guidance_scale, num_samples, seed, batch_size, num_inference_steps)
     for strength in strengths:
-        images = _generate(
-            pipeline,
-            per_case,
-            len(cases),
-            num_samples,
-            seed,
-            batch_size,
-            strength=strength,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-        )
         name = f"strength {strength:g}" + (" (plain inpainting)" if strength == 1 else "")
-        result = summarize(name, guidance_scale, True, _score(images, targets, num_samples))
-        results.append(StageResult(result, {"strength": strength, **measures(images, num_samples)}))
+        results.append(sweep.run(strength, name, measures))
     return results
