@@ -7,6 +7,7 @@
     diffusers-glide edit --image in.png --edit m1.png "a red circle" --edit m2.png "a blue square" -o out.png
     diffusers-glide upsample "a corgi" --image corgi_64.png --model glide-upsample
     diffusers-glide convert --checkpoint_path base.pt --model_type base --vocab_dir openai --dump_path glide-base
+    diffusers-glide serve                                   # the web app on the embedded models
     diffusers-glide train --output_dir runs/shapes --shapes --max_train_steps 1000
     diffusers-glide train-clip --output_dir runs/clip --shapes --max_train_steps 1000
 
@@ -351,6 +352,37 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     _add_upsample_temp(upsample)
     _add_runtime_arguments(upsample)
 
+    # serve ------------------------------------------------------------------------------------------------
+    serve = sub["serve"] = subparsers.add_parser(
+        "serve",
+        help="the web app (Gradio): generate, edit with a brush, image to image, upscale",
+        description=(
+            'Serve the GLIDE web app (needs `pip install "diffusers-glide[app]"`). Without model flags it serves '
+            "every embedded model (text to image with CLIP guidance, inpainting, both upsamplers). With --model, only "
+            "the stages named are served; 'default' names a stage's embedded model. By default it listens on "
+            "127.0.0.1 only, with no public share link."
+        ),
+    )
+    serve.add_argument("--model", help="text-to-image (GlidePipeline) folder or Hub repo id")
+    serve.add_argument("--inpaint", help="inpainting (GlideInpaintPipeline) folder or Hub repo id: the Edit tab")
+    serve.add_argument("--upsampler", help="upsampler folder or Hub repo id: upsampling and the Upscale tab")
+    serve.add_argument(
+        "--inpaint_upsampler", help="upsample-inpaint folder or Hub repo id: upsampling in the Edit tab"
+    )
+    serve.add_argument("--clip", help="noised-CLIP folder or Hub repo id: CLIP guidance")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 serves the network)",
+    )
+    serve.add_argument("--port", type=_positive_int, default=7860, help="port (default: %(default)s)")
+    serve.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    serve.add_argument(
+        "--max_file_size", default="10mb", help="largest upload Gradio accepts, e.g. 5mb (default: %(default)s)"
+    )
+    serve.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
+    serve.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default: float32)")
+
     # convert ----------------------------------------------------------------------------------------------
     convert = sub["convert"] = subparsers.add_parser(
         "convert",
@@ -618,6 +650,26 @@ def run_upsample(args) -> int:
     return 0
 
 
+def run_serve(args) -> int:
+    device = _device(args.device)
+    try:
+        from .app import build_app, launch_options, load_app_models
+    except ImportError as error:
+        raise CLIError(str(error)) from error
+    options = launch_options(host=args.host, port=args.port, share=args.share, max_file_size=args.max_file_size)
+    models = load_app_models(
+        model=args.model,
+        inpaint=args.inpaint,
+        upsampler=args.upsampler,
+        inpaint_upsampler=args.inpaint_upsampler,
+        clip=args.clip,
+        device=device,
+        dtype=DTYPES[args.dtype],
+    )
+    build_app(models).launch(**options)
+    return 0
+
+
 def run_train(args, argv: list[str]) -> int:
     from .training import train
 
@@ -676,6 +728,8 @@ def main(argv=None) -> int:
             return run_edit(args)
         if args.subcommand == "upsample":
             return run_upsample(args)
+        if args.subcommand == "serve":
+            return run_serve(args)
         if args.subcommand == "convert":
             return run_conversion(args)
         if args.subcommand == "train-clip":

@@ -1,0 +1,377 @@
+"""The functions the web app's buttons call: check the inputs, run one pipeline call at a time, report errors.
+
+Every callback takes plain values (what Gradio passes: strings, numbers, file paths, the image editor's dict) and
+returns what the page shows, so it can be called and tested without a browser. Bad input raises `gradio.Error`
+with a message the page shows; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import threading
+import time
+
+import gradio as gr
+import PIL.Image
+import torch
+
+from ..pipelines.memory import BatchTooLargeError
+from .models import SAMPLERS, AppModels
+from .uploads import EditorInput, UploadError, read_upload, resize_square, upscale_mask
+
+MAX_IMAGES = 8  # per request: one request holds the pipelines until it ends
+MAX_GUIDANCE = 30.0
+MAX_SEED = 2**32 - 1
+
+
+class Cancelled(Exception):
+    """Raised inside the denoising loop when the user pressed Stop."""
+
+
+def _number(value, name: str, low: float, high: float, integer: bool = False):
+    """`value` checked against the control's limits (the page enforces them too, the API does not)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, got {value!r}.") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise gr.Error(f"{name} must be between {low:g} and {high:g}, got {value}.")
+    if integer:
+        if number != int(number):
+            raise gr.Error(f"{name} must be a whole number, got {value}.")
+        return int(number)
+    return number
+
+
+def _prompt(prompt) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise gr.Error("Write a prompt first.")
+    return prompt
+
+
+def _sampler(sampler) -> str:
+    if sampler not in SAMPLERS:
+        raise gr.Error(f"Unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
+    return sampler
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class GlideAppCallbacks:
+    """The app's callbacks over one set of loaded pipelines (`AppModels`), shared by every user of the server."""
+
+    def __init__(self, models: AppModels):
+        self.models = models
+        self._lock = threading.Lock()  # one pipeline call at a time: they share modules and swap schedulers
+        self._stop_events: dict[str | None, threading.Event] = {}
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Running one request
+
+    @contextlib.contextmanager
+    def _job(self, request: gr.Request | None):
+        """Hold the pipelines for one request; yields the step callback that stops the loop on `cancel`. Input
+        errors from the pipelines become messages in the page."""
+        session = getattr(request, "session_hash", None)
+        stop = threading.Event()
+
+        def stop_check(pipe, step, timestep, callback_kwargs):
+            if stop.is_set():
+                raise Cancelled
+            return callback_kwargs
+
+        with self._lock:
+            self._stop_events[session] = stop
+            try:
+                yield stop_check
+            except Cancelled:
+                raise gr.Error("Stopped.") from None
+            except BatchTooLargeError as error:
+                raise gr.Error(f"Too many images for the memory of this server: at most {error.max_images}.") from None
+            except (ValueError, TypeError, FloatingPointError) as error:
+                raise gr.Error(_one_line(error)) from error
+            finally:
+                self._stop_events.pop(session, None)
+
+    def cancel(self, request: gr.Request | None = None) -> None:
+        """Stop the running request of this browser session at its next denoising step."""
+        stop = self._stop_events.get(getattr(request, "session_hash", None))
+        if stop is not None:
+            stop.set()
+
+    def _generator(self, seed, random_seed: bool) -> tuple[torch.Generator, int]:
+        seed = random.randrange(MAX_SEED + 1) if random_seed else _number(seed, "Seed", 0, MAX_SEED, integer=True)
+        return torch.Generator(self.models.base.device).manual_seed(seed), seed
+
+    def _steps(self, pipe, steps, name: str = "Steps") -> int:
+        return _number(steps, name, 1, pipe.scheduler.config.num_train_timesteps, integer=True)
+
+    def _require(self, pipe, what: str):
+        if pipe is None:
+            raise gr.Error(f"This server has no {what} loaded.")
+        return pipe
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Tabs
+
+    def generate(
+        self,
+        prompt,
+        negative_prompt,
+        guidance_scale,
+        steps,
+        sampler,
+        seed,
+        random_seed,
+        num_images,
+        clip_guidance_scale=0.0,
+        upsample=False,
+        upsample_steps=None,
+        upsample_sampler=None,
+        request: gr.Request = None,
+        progress=gr.Progress(track_tqdm=True),  # noqa: B008 - Gradio's way to ask for a progress bar
+    ):
+        """Text to image, optionally upsampled: (gallery items, info, the images for "send to Edit")."""
+        base = self.models.base
+        prompt = _prompt(prompt)
+        guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
+        steps = self._steps(base, steps)
+        sampler = _sampler(sampler)
+        num_images = _number(num_images, "Number of images", 1, MAX_IMAGES, integer=True)
+        clip_guidance_scale = _number(clip_guidance_scale or 0.0, "CLIP guidance scale", 0, MAX_GUIDANCE)
+        if clip_guidance_scale > 0 and not self.models.has_clip:
+            raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
+        upsampler = self._require(self.models.upsampler, "upsampler") if upsample else None
+        if upsampler is not None:
+            upsample_steps = self._steps(upsampler, upsample_steps, "Upsampling steps")
+            upsample_sampler = _sampler(upsample_sampler)
+        generator, seed = self._generator(seed, random_seed)
+        started = time.perf_counter()
+        with self._job(request) as stop_check:
+            self.models.use_sampler(base, sampler)
+            images = base(
+                prompt,
+                negative_prompt=negative_prompt or None,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                num_images_per_prompt=num_images,
+                generator=generator,
+                clip_guidance_scale=clip_guidance_scale,
+                callback_on_step_end=stop_check,
+            ).images
+            if upsampler is not None:
+                self.models.use_sampler(upsampler, upsample_sampler)
+                images = upsampler(
+                    prompt,
+                    image=images,
+                    num_inference_steps=upsample_steps,
+                    generator=generator,
+                    callback_on_step_end=stop_check,
+                ).images
+        info = f"Seed {seed} · {sampler}, {steps} steps"
+        if upsampler is not None:
+            info += f" · upsampled with {upsample_sampler}, {upsample_steps} steps"
+        info += f" · {images[0].width}x{images[0].height} · {time.perf_counter() - started:.1f} s"
+        gallery = [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)]
+        return gallery, info, images
+
+    def img2img(
+        self,
+        image,
+        prompt,
+        negative_prompt,
+        strength,
+        guidance_scale,
+        steps,
+        sampler,
+        seed,
+        random_seed,
+        num_images,
+        clip_guidance_scale=0.0,
+        request: gr.Request = None,
+        progress=gr.Progress(track_tqdm=True),  # noqa: B008
+    ):
+        """Image to image (SDEdit): (gallery items, info)."""
+        pipe = self.models.img2img
+        try:
+            image = resize_square(read_upload(image), self.models.base_size)
+        except UploadError as error:
+            raise gr.Error(str(error)) from None
+        prompt = _prompt(prompt)
+        strength = _number(strength, "Strength", 0, 1)
+        guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
+        steps = self._steps(pipe, steps)
+        sampler = _sampler(sampler)
+        num_images = _number(num_images, "Number of images", 1, MAX_IMAGES, integer=True)
+        clip_guidance_scale = _number(clip_guidance_scale or 0.0, "CLIP guidance scale", 0, MAX_GUIDANCE)
+        if clip_guidance_scale > 0 and not self.models.has_clip:
+            raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
+        generator, seed = self._generator(seed, random_seed)
+        started = time.perf_counter()
+        with self._job(request) as stop_check:
+            self.models.use_sampler(pipe, sampler)
+            images = pipe(
+                prompt,
+                image=image,
+                strength=strength,
+                negative_prompt=negative_prompt or None,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                num_images_per_prompt=num_images,
+                generator=generator,
+                clip_guidance_scale=clip_guidance_scale,
+                callback_on_step_end=stop_check,
+            ).images
+        info = (
+            f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {time.perf_counter() - started:.1f} s"
+        )
+        return [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)], info
+
+    def edit(
+        self,
+        editor_value,
+        prompt,
+        strength,
+        guidance_scale,
+        steps,
+        sampler,
+        seed,
+        random_seed,
+        upsample=False,
+        upsample_steps=None,
+        upsample_sampler=None,
+        request: gr.Request = None,
+        progress=gr.Progress(track_tqdm=True),  # noqa: B008
+    ):
+        """Inpaint where the user painted (sketch-guided below strength 1): (result, the mask used, info)."""
+        pipe = self._require(self.models.inpaint, "inpainting model")
+        prompt = _prompt(prompt)
+        try:
+            source = EditorInput(editor_value)
+        except UploadError as error:
+            raise gr.Error(str(error)) from None
+        strength = _number(strength, "Strength", 0, 1)
+        guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
+        steps = self._steps(pipe, steps)
+        sampler = _sampler(sampler)
+        upsampler = self._require(self.models.inpaint_upsampler, "inpainting upsampler") if upsample else None
+        if upsampler is not None:
+            upsample_steps = self._steps(upsampler, upsample_steps, "Upsampling steps")
+            upsample_sampler = _sampler(upsample_sampler)
+        image, mask = source.model_inputs(self.models.base_size, sketch=strength < 1)
+        generator, seed = self._generator(seed, random_seed)
+        started = time.perf_counter()
+        with self._job(request) as stop_check:
+            self.models.use_sampler(pipe, sampler)
+            result = pipe(
+                prompt,
+                image=image,
+                mask_image=mask,
+                strength=strength,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                generator=generator,
+                callback_on_step_end=stop_check,
+            ).images[0]
+            if upsampler is not None:
+                size = upsampler.unet.config.sample_size
+                mask = upscale_mask(mask, size)
+                self.models.use_sampler(upsampler, upsample_sampler)
+                result = upsampler(
+                    prompt,
+                    image=result,
+                    inpaint_image=resize_square(source.background, size),
+                    mask_image=mask,
+                    num_inference_steps=upsample_steps,
+                    generator=generator,
+                    callback_on_step_end=stop_check,
+                ).images[0]
+        info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps"
+        if upsampler is not None:
+            info += f" · upsampled with {upsample_sampler}, {upsample_steps} steps"
+        info += f" · {result.width}x{result.height} · {time.perf_counter() - started:.1f} s"
+        return result, mask, info
+
+    def upscale(
+        self,
+        image,
+        prompt,
+        steps,
+        sampler,
+        seed,
+        random_seed,
+        request: gr.Request = None,
+        progress=gr.Progress(track_tqdm=True),  # noqa: B008
+    ):
+        """GLIDE's text-conditional 4x upsampling of an upload resized to the base size: (result, info)."""
+        pipe = self._require(self.models.upsampler, "upsampler")
+        try:
+            low = resize_square(read_upload(image), self.models.base_size)
+        except UploadError as error:
+            raise gr.Error(str(error)) from None
+        prompt = prompt if isinstance(prompt, str) else ""
+        steps = self._steps(pipe, steps)
+        sampler = _sampler(sampler)
+        generator, seed = self._generator(seed, random_seed)
+        started = time.perf_counter()
+        with self._job(request) as stop_check:
+            self.models.use_sampler(pipe, sampler)
+            result = pipe(
+                prompt,
+                image=low,
+                num_inference_steps=steps,
+                generator=generator,
+                callback_on_step_end=stop_check,
+            ).images[0]
+        size = self.models.base_size
+        info = (
+            f"Seed {seed} · {sampler}, {steps} steps · {size}x{size} -> {result.width}x{result.height} · "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return result, info
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Iterative editing: the result becomes the next input, and the last step can be undone
+
+    @staticmethod
+    def use_result(result, editor_value, history):
+        """The edit's result as the editor's new image; the image it replaces goes onto the undo history."""
+        if result is None:
+            raise gr.Error("Run an edit first: there is no result to continue from.")
+        history = list(history or [])
+        if isinstance(editor_value, dict) and editor_value.get("background") is not None:
+            history.append(read_upload(editor_value["background"]))
+        return _editor_value(_as_image(result)), history, None
+
+    @staticmethod
+    def undo(history):
+        """Back to the image before the last "use result": (editor image, history, cleared result)."""
+        history = list(history or [])
+        if not history:
+            raise gr.Error("Nothing to undo.")
+        previous = history.pop()
+        return _editor_value(previous), history, None
+
+    @staticmethod
+    def send_to_editor(images, selected):
+        """The gallery image the user selected (the first one if none) as the editor's image."""
+        if not images:
+            raise gr.Error("Generate an image first.")
+        index = selected if isinstance(selected, int) and 0 <= selected < len(images) else 0
+        return _editor_value(_as_image(images[index]))
+
+
+def _editor_value(image: PIL.Image.Image) -> dict:
+    """The image editor's value for a new image with nothing painted on it."""
+    return {"background": image, "layers": [], "composite": image}
+
+
+def _as_image(value) -> PIL.Image.Image:
+    """A PIL image from what Gradio passes for an image (a PIL image, a path, or a gallery (path, caption))."""
+    if isinstance(value, (tuple, list)):
+        value = value[0]
+    return value if isinstance(value, PIL.Image.Image) else read_upload(value)

@@ -1,0 +1,312 @@
+"""The page of the web app: its tabs, their controls, and how the controls are wired to the callbacks."""
+
+import gradio as gr
+
+from .callbacks import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, GlideAppCallbacks
+from .models import SAMPLERS, AppModels, default_sampler, load_app_models
+
+# every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
+PIPELINE_QUEUE = {"concurrency_id": "pipelines", "concurrency_limit": 1}
+# small images shown large, pixel by pixel (GLIDE's images are 64x64, the embedded ones 32x32)
+CSS = ".glide-image img { image-rendering: pixelated; }"
+# a see-through white to mark a region, opaque colours to sketch in it
+MASK_COLOUR = ("#ffffff", 0.5)
+SKETCH_COLOURS = ["#ffffff", "#000000", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#808080"]
+BRUSH_SIZE = 3  # image pixels: GLIDE's images are small (the editor's brush size control changes it)
+EDIT_HELP = (
+    "Upload an image (or send one from *Generate*) and **paint over the region to repaint**. At strength 1 the "
+    "region is repainted from the prompt alone; below 1 the colours you painted are a sketch that the result follows "
+    "(sketch-guided inpainting). *Use the result* continues editing from it; *Undo* goes back one image."
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Controls shared by the tabs
+
+
+def _sampling_controls(pipe, prefix: str, label: str = "") -> tuple[gr.Dropdown, gr.Slider]:
+    """The sampler and steps of `pipe`, starting at its scheduler configuration's."""
+    sampler, steps = default_sampler(pipe)
+    with gr.Row():
+        dropdown = gr.Dropdown(list(SAMPLERS), value=sampler, label=f"{label}Sampler", elem_id=f"{prefix}-sampler")
+        slider = gr.Slider(
+            1,
+            min(250, pipe.scheduler.config.num_train_timesteps),
+            value=steps,
+            step=1,
+            label=f"{label}Steps",
+            elem_id=f"{prefix}-steps",
+        )
+    return dropdown, slider
+
+
+def _upsampling_controls(upsampler, prefix: str) -> tuple[gr.Checkbox, gr.Dropdown, gr.Slider]:
+    """Upsampling on/off with its own sampler and steps; hidden when the server has no such upsampler."""
+    with gr.Group(visible=upsampler is not None):
+        size = upsampler.unet.config.sample_size if upsampler is not None else 0
+        enabled = gr.Checkbox(False, label=f"Upsample to {size}x{size}", elem_id=f"{prefix}-upsample")
+        if upsampler is not None:
+            sampler, steps = _sampling_controls(upsampler, f"{prefix}-upsample", label="Upsampling ")
+        else:
+            sampler, steps = gr.Dropdown(list(SAMPLERS), visible=False), gr.Slider(visible=False)
+    return enabled, sampler, steps
+
+
+def _seed_controls(prefix: str) -> tuple[gr.Number, gr.Checkbox]:
+    with gr.Row():
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=f"{prefix}-seed")
+        random_seed = gr.Checkbox(False, label="Random seed", elem_id=f"{prefix}-random-seed")
+    return seed, random_seed
+
+
+def _guidance(value: float, prefix: str, label: str = "Guidance scale (classifier-free; 1 = off)") -> gr.Slider:
+    return gr.Slider(0, MAX_GUIDANCE, value=value, step=0.5, label=label, elem_id=f"{prefix}-guidance")
+
+
+def _strength(value: float, prefix: str, label: str) -> gr.Slider:
+    return gr.Slider(0.05, 1.0, value=value, step=0.05, label=label, elem_id=f"{prefix}-strength")
+
+
+def _clip_scale(models: AppModels, prefix: str) -> gr.Slider:
+    label = "CLIP guidance scale (0 = off)"
+    return gr.Slider(
+        0, MAX_GUIDANCE, value=0.0, step=0.5, label=label, visible=models.has_clip, elem_id=f"{prefix}-clip"
+    )
+
+
+def _run_and_stop(label: str, prefix: str) -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        run = gr.Button(label, variant="primary", elem_id=f"{prefix}-button")
+        stop = gr.Button("Stop", elem_id=f"{prefix}-stop")
+    return run, stop
+
+
+def _image_input(label: str, elem_id: str) -> gr.Image:
+    """An image upload whose callbacks get the uploaded file's path, not decoded: they read it, checking its pixel
+    count first and saying so in the page when it is not an image (`gr.Image` fails on such a file before any
+    callback runs, with no message). The widget in the page is Gradio's image upload."""
+    upload = gr.Image(
+        label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id, elem_classes="glide-image"
+    )
+    # on the instance: a subclass of a Gradio component makes Gradio write a .pyi stub next to this module
+    upload.preprocess = _uploaded_path
+    return upload
+
+
+def _uploaded_path(payload) -> str | None:
+    return None if payload is None else payload.path
+
+
+def _image_output(label: str, elem_id: str) -> gr.Image:
+    # PNG: the exact pixels the pipeline made (Gradio's default, webp, is lossy)
+    return gr.Image(
+        label=label, type="pil", format="png", interactive=False, elem_id=elem_id, elem_classes="glide-image"
+    )
+
+
+def _gallery(elem_id: str) -> gr.Gallery:
+    return gr.Gallery(
+        label="Images", format="png", columns=2, object_fit="contain", elem_id=elem_id, elem_classes="glide-image"
+    )
+
+
+def _selected_index(event: gr.SelectData) -> int:
+    return event.index
+
+
+def _describe(models: AppModels) -> str:
+    size = models.base_size
+    stages = [f"text to image at {size}x{size}"]
+    if models.has_clip:
+        stages.append("CLIP guidance")
+    if models.inpaint is not None:
+        stages.append("inpainting")
+    for upsampler, what in ((models.upsampler, "upsampling"), (models.inpaint_upsampler, "inpainting upsampling")):
+        if upsampler is not None:
+            stages.append(f"{what} to {upsampler.unet.config.sample_size}x{upsampler.unet.config.sample_size}")
+    return "# GLIDE\nText-guided diffusion (OpenAI's GLIDE) with diffusers-glide: " + ", ".join(stages) + "."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tabs
+
+
+def _generate_tab(models: AppModels, callbacks: GlideAppCallbacks):
+    """Text to image; returns what the Edit tab takes from it: (images, selected index, "edit" button)."""
+    with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="generate-prompt")
+                negative = gr.Textbox(label="Negative prompt (optional)", elem_id="generate-negative")
+                run, stop = _run_and_stop("Generate", "generate")
+                with gr.Row():
+                    guidance = _guidance(3.0, "generate")
+                    num_images = gr.Slider(
+                        1, MAX_IMAGES, value=1, step=1, label="Images", elem_id="generate-num-images"
+                    )
+                sampler, steps = _sampling_controls(models.base, "generate")
+                seed, random_seed = _seed_controls("generate")
+                clip_scale = _clip_scale(models, "generate")
+                upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.upsampler, "generate")
+            with gr.Column():
+                gallery = _gallery("generate-gallery")
+                info = gr.Markdown(elem_id="generate-info")
+                to_edit = gr.Button(
+                    "Edit the selected image", visible=models.inpaint is not None, elem_id="generate-to-edit"
+                )
+        images, selected = gr.State([]), gr.State(None)
+    inputs = [prompt, negative, guidance, steps, sampler, seed, random_seed, num_images, clip_scale]
+    event = gr.on(
+        [run.click, prompt.submit],
+        callbacks.generate,
+        [*inputs, upsample, upsample_steps, upsample_sampler],
+        [gallery, info, images],
+        **PIPELINE_QUEUE,
+    )
+    stop.click(callbacks.cancel, None, None, cancels=[event], queue=False)
+    gallery.select(_selected_index, None, selected)
+    return images, selected, to_edit
+
+
+def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
+    """Inpainting with a brush (sketch-guided below strength 1), iterative; returns its image editor."""
+    with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+        gr.Markdown(EDIT_HELP)
+        with gr.Row():
+            with gr.Column():
+                editor = gr.ImageEditor(
+                    type="filepath",  # the callbacks check the pixel count before decoding
+                    image_mode="RGBA",
+                    format="png",
+                    sources=("upload", "clipboard"),
+                    transforms=(),
+                    layers=False,
+                    brush=gr.Brush(
+                        default_size=BRUSH_SIZE, colors=[MASK_COLOUR, *SKETCH_COLOURS], default_color=MASK_COLOUR
+                    ),
+                    label="Image: paint the region to repaint",
+                    elem_id="edit-editor",
+                    elem_classes="glide-image",
+                )
+                prompt = gr.Textbox(label="Prompt for the painted region", elem_id="edit-prompt")
+                run, stop = _run_and_stop("Edit", "edit")
+                with gr.Row():
+                    strength = _strength(1.0, "edit", "Strength (below 1: follow the painted colours)")
+                    guidance = _guidance(5.0, "edit")
+                sampler, steps = _sampling_controls(models.inpaint, "edit")
+                seed, random_seed = _seed_controls("edit")
+                upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.inpaint_upsampler, "edit")
+            with gr.Column():
+                result = _image_output("Result", "edit-result")
+                mask = _image_output("Repainted region (white)", "edit-mask")
+                info = gr.Markdown(elem_id="edit-info")
+                with gr.Row():
+                    use_result = gr.Button("Use the result as the next input", elem_id="edit-use-result")
+                    undo = gr.Button("Undo the last edit", elem_id="edit-undo")
+        history = gr.State([])
+    event = run.click(
+        callbacks.edit,
+        [
+            editor,
+            prompt,
+            strength,
+            guidance,
+            steps,
+            sampler,
+            seed,
+            random_seed,
+            upsample,
+            upsample_steps,
+            upsample_sampler,
+        ],
+        [result, mask, info],
+        **PIPELINE_QUEUE,
+    )
+    stop.click(callbacks.cancel, None, None, cancels=[event], queue=False)
+    # no progress overlay on the editor: Gradio's stays up forever when an editor holding an image gets a new one
+    use_result.click(
+        callbacks.use_result, [result, editor, history], [editor, history, result], show_progress="hidden"
+    )
+    undo.click(callbacks.undo, [history], [editor, history, result], show_progress="hidden")
+    return editor
+
+
+def _img2img_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
+    with gr.Tab("Image to image", id="img2img", elem_id="tab-img2img"):
+        with gr.Row():
+            with gr.Column():
+                image = _image_input("Starting image", "img2img-image")
+                prompt = gr.Textbox(label="Prompt", elem_id="img2img-prompt")
+                negative = gr.Textbox(label="Negative prompt (optional)", elem_id="img2img-negative")
+                run, stop = _run_and_stop("Generate", "img2img")
+                with gr.Row():
+                    strength = _strength(0.8, "img2img", "Strength (1 = ignore the image)")
+                    guidance = _guidance(3.0, "img2img")
+                sampler, steps = _sampling_controls(models.base, "img2img")
+                num_images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", elem_id="img2img-num-images")
+                seed, random_seed = _seed_controls("img2img")
+                clip_scale = _clip_scale(models, "img2img")
+            with gr.Column():
+                gallery = _gallery("img2img-gallery")
+                info = gr.Markdown(elem_id="img2img-info")
+    event = run.click(
+        callbacks.img2img,
+        [image, prompt, negative, strength, guidance, steps, sampler, seed, random_seed, num_images, clip_scale],
+        [gallery, info],
+        **PIPELINE_QUEUE,
+    )
+    stop.click(callbacks.cancel, None, None, cancels=[event], queue=False)
+
+
+def _upscale_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
+    size = models.upsampler.unet.config.sample_size
+    with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
+        gr.Markdown(
+            f"GLIDE's text-conditional upsampler: the image is resized to {models.base_size}x{models.base_size} and "
+            f"upsampled to {size}x{size}. Describe the image in the prompt."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = _image_input("Image", "upscale-image")
+                prompt = gr.Textbox(label="Prompt", elem_id="upscale-prompt")
+                run, stop = _run_and_stop("Upscale", "upscale")
+                sampler, steps = _sampling_controls(models.upsampler, "upscale")
+                seed, random_seed = _seed_controls("upscale")
+            with gr.Column():
+                result = _image_output("Upscaled", "upscale-result")
+                info = gr.Markdown(elem_id="upscale-info")
+    event = run.click(
+        callbacks.upscale, [image, prompt, steps, sampler, seed, random_seed], [result, info], **PIPELINE_QUEUE
+    )
+    stop.click(callbacks.cancel, None, None, cancels=[event], queue=False)
+
+
+def build_app(models: AppModels | None = None) -> gr.Blocks:
+    """
+    The GLIDE web app as a `gradio.Blocks`, with its request queue set up (one pipeline call at a time).
+
+    `models` defaults to the embedded shapes models (`load_app_models()`); a tab whose pipeline is not loaded is
+    left out. Launch it with `diffusers_glide.app.launch_options()` (local only, upload limit, the page's CSS),
+    e.g. in a Space:
+
+        demo = build_app(load_app_models(model="my-user/glide-base", inpaint="my-user/glide-base-inpaint"))
+        demo.launch(**launch_options(host="0.0.0.0"))
+    """
+    models = models if models is not None else load_app_models()
+    callbacks = GlideAppCallbacks(models)
+    # uploads and results older than an hour are deleted from Gradio's cache every hour
+    with gr.Blocks(title="GLIDE", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(_describe(models))
+        with gr.Tabs() as tabs:
+            images, selected, to_edit = _generate_tab(models, callbacks)
+            if models.inpaint is not None:
+                editor = _edit_tab(models, callbacks)
+                to_edit.click(callbacks.send_to_editor, [images, selected], editor, show_progress="hidden").then(
+                    lambda: gr.Tabs(selected="edit"), None, tabs
+                )
+            _img2img_tab(models, callbacks)
+            if models.upsampler is not None:
+                _upscale_tab(models, callbacks)
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    demo.glide_callbacks = callbacks  # for tests and embedding code: the functions behind the buttons
+    return demo

@@ -1,0 +1,150 @@
+"""The pipelines the web app serves, loaded once, and the samplers its dropdowns name."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import DPMSolverMultistepScheduler
+from diffusers.utils import logging as diffusers_logging
+
+from ..embedded import embedded_model_path
+from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
+from ..schedulers import GlideScheduler
+
+# the sampler dropdowns: GLIDE's two samplers on uniformly respaced steps, and diffusers' DPM-Solver++
+ANCESTRAL = "GLIDE ancestral (DDPM)"
+DDIM = "GLIDE DDIM"
+DPM_SOLVER = "DPM-Solver++"
+SAMPLERS: tuple[str, ...] = (ANCESTRAL, DDIM, DPM_SOLVER)
+_GLIDE_SAMPLERS = {ANCESTRAL: "ddpm", DDIM: "ddim"}
+
+
+@contextlib.contextmanager
+def _diffusers_errors_only():
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+
+
+def _build_scheduler(config, sampler: str):
+    if sampler in _GLIDE_SAMPLERS:
+        return GlideScheduler.from_config(config, sampler=_GLIDE_SAMPLERS[sampler])
+    if sampler == DPM_SOLVER:
+        # built once per pipeline, without the log line about GLIDE's config keys DPM-Solver does not read
+        with _diffusers_errors_only():
+            return DPMSolverMultistepScheduler.from_config(config)
+    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+
+
+def default_sampler(pipe) -> tuple[str, int]:
+    """The sampler and step count of `pipe`'s own scheduler configuration (a respacing such as "fast27" counts as
+    its number of steps, sampled uniformly)."""
+    config = pipe.scheduler.config
+    sampler = DDIM if config.get("sampler") == "ddim" else ANCESTRAL
+    respacing = str(config.get("timestep_respacing") or "50")
+    steps = sum(int(part) for part in respacing.removeprefix("ddim").removeprefix("fast").split(",") if part)
+    return sampler, max(1, steps)
+
+
+@dataclass
+class AppModels:
+    """
+    The pipelines of the app. `base` is required; a tab whose pipeline is missing is not shown.
+
+    `img2img` shares the base pipeline's modules (`GlideImg2ImgPipeline.from_pipe`), so it costs no memory.
+    """
+
+    base: GlidePipeline
+    inpaint: GlideInpaintPipeline | None = None
+    upsampler: GlideUpsamplePipeline | None = None
+    inpaint_upsampler: GlideUpsamplePipeline | None = None
+    img2img: GlideImg2ImgPipeline | None = None
+    _schedulers: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.img2img is None:
+            # from_pipe logs diffusers' "modules ... kept in float32: []" for every module, an empty list here
+            with _diffusers_errors_only():
+                self.img2img = GlideImg2ImgPipeline.from_pipe(self.base)
+        self._check_sizes()
+
+    @property
+    def has_clip(self) -> bool:
+        return getattr(self.base, "clip_image_encoder", None) is not None
+
+    @property
+    def base_size(self) -> int:
+        return self.base.unet.config.sample_size
+
+    def _check_sizes(self) -> None:
+        """The stages must chain: inpainting at the base size, upsamplers taking the base size as their input."""
+        if self.inpaint is not None and self.inpaint.unet.config.sample_size != self.base_size:
+            size = self.inpaint.unet.config.sample_size
+            raise ValueError(
+                f"The inpainting model makes {size}x{size} images but the base model {self.base_size}x{self.base_size} "
+                "ones: serve the models of one cascade."
+            )
+        for name, upsampler in (("upsampler", self.upsampler), ("inpainting upsampler", self.inpaint_upsampler)):
+            if upsampler is not None and upsampler.unet.config.sample_size <= self.base_size:
+                size = upsampler.unet.config.sample_size
+                raise ValueError(
+                    f"The {name} makes {size}x{size} images, no larger than the base model's "
+                    f"{self.base_size}x{self.base_size}: serve the models of one cascade."
+                )
+        if self.upsampler is not None and self.upsampler.unet.config.inpainting:
+            raise ValueError("The upsampler is an inpainting upsampler: pass it as the inpainting upsampler.")
+        if self.inpaint_upsampler is not None and not self.inpaint_upsampler.unet.config.inpainting:
+            raise ValueError("The inpainting upsampler is not an inpainting model (load an upsample-inpaint folder).")
+
+    def use_sampler(self, pipe, sampler: str) -> None:
+        """Give `pipe` the scheduler of `sampler` (built once per pipeline; callers hold the app's lock)."""
+        key = (id(pipe), sampler)
+        if key not in self._schedulers:
+            self._schedulers[key] = _build_scheduler(pipe.scheduler.config, sampler)
+        pipe.scheduler = self._schedulers[key]
+
+
+def _load(pipeline_class, source: str, device, dtype):
+    return pipeline_class.from_pretrained(source, dtype=dtype).to(device)
+
+
+def load_app_models(
+    model: str | None = None,
+    inpaint: str | None = None,
+    upsampler: str | None = None,
+    inpaint_upsampler: str | None = None,
+    clip: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> AppModels:
+    """
+    Load the app's pipelines from folders or Hub repo ids; `"default"` names the embedded model of that stage.
+
+    With no `model`, every stage defaults to the embedded models (the whole shapes cascade with CLIP guidance);
+    with a `model`, only the stages named are loaded.
+    """
+    embedded = model is None
+
+    def source(value: str | None, kind: str) -> str | None:
+        if value == "default" or (value is None and embedded):
+            return embedded_model_path(kind)
+        return value
+
+    base = _load(GlidePipeline, source(model, "base"), device, dtype)
+    clip_source = source(clip, "clip")
+    if clip_source is not None:
+        base.load_clip_guidance(clip_source, dtype=dtype)
+    loaded = {
+        name: _load(pipeline_class, path, device, dtype) if path is not None else None
+        for name, pipeline_class, path in (
+            ("inpaint", GlideInpaintPipeline, source(inpaint, "base-inpaint")),
+            ("upsampler", GlideUpsamplePipeline, source(upsampler, "upsample")),
+            ("inpaint_upsampler", GlideUpsamplePipeline, source(inpaint_upsampler, "upsample-inpaint")),
+        )
+    }
+    return AppModels(base=base, **loaded)
