@@ -8,7 +8,11 @@ from .models import SAMPLERS, AppModels, default_sampler, load_app_models
 # every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
 PIPELINE_QUEUE = {"concurrency_id": "pipelines", "concurrency_limit": 1}
 # small images shown large, pixel by pixel (GLIDE's images are 64x64, the embedded ones 32x32)
-CSS = ".glide-image img { image-rendering: pixelated; }"
+CSS = (
+    ".glide-image img { image-rendering: pixelated; object-fit: contain; width: 100%; height: 100%; } "
+    ".glide-gallery img { image-rendering: pixelated; }"
+)
+IMAGE_HEIGHT = 320  # pixels of the page for each image box
 # a see-through white to mark a region, opaque colours to sketch in it
 MASK_COLOUR = ("#ffffff", 0.5)
 SKETCH_COLOURS = ["#ffffff", "#000000", "#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#808080"]
@@ -86,7 +90,12 @@ def _image_input(label: str, elem_id: str) -> gr.Image:
     count first and saying so in the page when it is not an image (`gr.Image` fails on such a file before any
     callback runs, with no message). The widget in the page is Gradio's image upload."""
     upload = gr.Image(
-        label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id, elem_classes="glide-image"
+        label=label,
+        type="filepath",
+        sources=["upload", "clipboard"],
+        height=IMAGE_HEIGHT,
+        elem_id=elem_id,
+        elem_classes="glide-image",
     )
     # on the instance: a subclass of a Gradio component makes Gradio write a .pyi stub next to this module
     upload.preprocess = _uploaded_path
@@ -97,16 +106,27 @@ def _uploaded_path(payload) -> str | None:
     return None if payload is None else payload.path
 
 
-def _image_output(label: str, elem_id: str) -> gr.Image:
+def _image_output(label: str, elem_id: str, height: int = IMAGE_HEIGHT) -> gr.Image:
     # PNG: the exact pixels the pipeline made (Gradio's default, webp, is lossy)
     return gr.Image(
-        label=label, type="pil", format="png", interactive=False, elem_id=elem_id, elem_classes="glide-image"
+        label=label,
+        type="pil",
+        format="png",
+        interactive=False,
+        height=height,
+        elem_id=elem_id,
+        elem_classes="glide-image",
     )
 
 
 def _gallery(elem_id: str) -> gr.Gallery:
     return gr.Gallery(
-        label="Images", format="png", columns=2, object_fit="contain", elem_id=elem_id, elem_classes="glide-image"
+        label="Images",
+        format="png",
+        columns=2,
+        object_fit="contain",
+        elem_id=elem_id,
+        elem_classes="glide-gallery",
     )
 
 
@@ -198,7 +218,7 @@ def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
                 upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.inpaint_upsampler, "edit")
             with gr.Column():
                 result = _image_output("Result", "edit-result")
-                mask = _image_output("Repainted region (white)", "edit-mask")
+                mask = _image_output("Repainted region (white)", "edit-mask", height=IMAGE_HEIGHT // 2)
                 info = gr.Markdown(elem_id="edit-info")
                 with gr.Row():
                     use_result = gr.Button("Use the result as the next input", elem_id="edit-use-result")
