@@ -299,11 +299,12 @@ def test_use_result_and_undo_walk_the_edit_history(app, tmp_path):
     value = _editor_value(tmp_path)
     result, _, _ = app.edit(value, "a green square", 1.0, 5.0, 3, ANCESTRAL, 0, False)
     editor, history, cleared = app.use_result(result, value, [])
-    assert editor is result and cleared is None
+    assert editor == {"background": result, "layers": [], "composite": result} and cleared is None
     assert len(history) == 1
     _assert_same_image(history[0], PIL.Image.open(value["background"]))
     previous, history, cleared = app.undo(history)
-    _assert_same_image(previous, PIL.Image.open(value["background"]))
+    assert previous["layers"] == [] and previous["composite"] is previous["background"]
+    _assert_same_image(previous["background"], PIL.Image.open(value["background"]))
     assert history == [] and cleared is None
     with pytest.raises(gr.Error) as excinfo:
         app.undo(history)
@@ -315,8 +316,8 @@ def test_use_result_and_undo_walk_the_edit_history(app, tmp_path):
 
 def test_send_to_editor_takes_the_selected_gallery_image(app):
     images = [PIL.Image.new("RGB", (32, 32), colour) for colour in ("red", "green")]
-    assert app.send_to_editor(images, 1) is images[1]
-    assert app.send_to_editor(images, None) is images[0]
+    assert app.send_to_editor(images, 1) == {"background": images[1], "layers": [], "composite": images[1]}
+    assert app.send_to_editor(images, None)["background"] is images[0]
     with pytest.raises(gr.Error) as excinfo:
         app.send_to_editor([], None)
     assert _message(excinfo) == "Generate an image first."
@@ -432,7 +433,8 @@ def test_concurrent_requests_with_different_samplers_give_the_sequential_results
 # Models
 
 
-def test_default_sampler_reads_the_scheduler_configuration(models):
+def test_default_sampler_reads_the_scheduler_configuration():
+    models = load_app_models()  # as loaded: the module's models have had their schedulers swapped
     assert default_sampler(models.base) == (ANCESTRAL, 50)  # "50", ancestral
     assert default_sampler(models.upsampler) == (DDIM, 27)  # "fast27", DDIM
 
@@ -456,3 +458,23 @@ def test_app_models_refuse_stages_of_different_cascades(models):
         AppModels(base=models.base, upsampler=models.inpaint_upsampler)
     with pytest.raises(ValueError, match="The inpainting upsampler is not an inpainting model"):
         AppModels(base=models.base, inpaint_upsampler=models.upsampler)
+
+
+def test_a_non_square_upload_is_stretched_and_the_page_says_so(app, tmp_path):
+    PIL.Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "wide.png")
+    _, info = app.upscale(str(tmp_path / "wide.png"), PROMPT, 2, DPM_SOLVER, 0, False)
+    assert info.endswith(" · stretched from 64x48 to 32x32 (crop it square to keep its shape)")
+    _, info = app.upscale(_scene(tmp_path / "square.png", size=48), PROMPT, 2, DPM_SOLVER, 0, False)
+    assert "stretched" not in info
+
+
+def test_the_undo_history_keeps_the_last_twenty_images(app, tmp_path):
+    from diffusers_glide.app.callbacks import MAX_HISTORY
+
+    value = _editor_value(tmp_path)
+    history = [PIL.Image.new("RGB", (32, 32), (index, 0, 0)) for index in range(MAX_HISTORY)]
+    result = PIL.Image.new("RGB", (32, 32), "green")
+    _, history, _ = app.use_result(result, value, history)
+    assert MAX_HISTORY == 20 and len(history) == 20
+    assert history[0].getpixel((0, 0)) == (1, 0, 0)  # the oldest went
+    _assert_same_image(history[-1], PIL.Image.open(value["background"]))

@@ -24,6 +24,7 @@ from .uploads import EditorInput, UploadError, read_upload, resize_square, upsca
 MAX_IMAGES = 8  # per request: one request holds the pipelines until it ends
 MAX_GUIDANCE = 30.0
 MAX_SEED = 2**32 - 1
+MAX_HISTORY = 20  # images kept for "Undo" per browser session
 
 
 class Cancelled(Exception):
@@ -109,6 +110,20 @@ class GlideAppCallbacks:
 
     def _steps(self, pipe, steps, name: str = "Steps") -> int:
         return _number(steps, name, 1, pipe.scheduler.config.num_train_timesteps, integer=True)
+
+    def _read_at_base_size(self, value) -> tuple[PIL.Image.Image, str]:
+        """An upload at the base model's square size, and a note for the page when that stretched it."""
+        try:
+            image = read_upload(value)
+        except UploadError as error:
+            raise gr.Error(str(error)) from None
+        return resize_square(image, self.models.base_size), self._stretch_note(image)
+
+    def _stretch_note(self, image: PIL.Image.Image) -> str:
+        if image.width == image.height:
+            return ""
+        size = self.models.base_size
+        return f" · stretched from {image.width}x{image.height} to {size}x{size} (crop it square to keep its shape)"
 
     def _require(self, pipe, what: str):
         if pipe is None:
@@ -197,10 +212,7 @@ class GlideAppCallbacks:
     ):
         """Image to image (SDEdit): (gallery items, info)."""
         pipe = self.models.img2img
-        try:
-            image = resize_square(read_upload(image), self.models.base_size)
-        except UploadError as error:
-            raise gr.Error(str(error)) from None
+        image, note = self._read_at_base_size(image)
         prompt = _prompt(prompt)
         strength = _number(strength, "Strength", 0, 1)
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
@@ -229,6 +241,7 @@ class GlideAppCallbacks:
         info = (
             f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {time.perf_counter() - started:.1f} s"
         )
+        info += note
         return [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)], info
 
     def edit(
@@ -294,6 +307,7 @@ class GlideAppCallbacks:
         if upsampler is not None:
             info += f" · upsampled with {upsample_sampler}, {upsample_steps} steps"
         info += f" · {result.width}x{result.height} · {time.perf_counter() - started:.1f} s"
+        info += self._stretch_note(source.background)
         return result, mask, info
 
     def upscale(
@@ -309,10 +323,7 @@ class GlideAppCallbacks:
     ):
         """GLIDE's text-conditional 4x upsampling of an upload resized to the base size: (result, info)."""
         pipe = self._require(self.models.upsampler, "upsampler")
-        try:
-            low = resize_square(read_upload(image), self.models.base_size)
-        except UploadError as error:
-            raise gr.Error(str(error)) from None
+        low, note = self._read_at_base_size(image)
         prompt = prompt if isinstance(prompt, str) else ""
         steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
@@ -330,7 +341,7 @@ class GlideAppCallbacks:
         size = self.models.base_size
         info = (
             f"Seed {seed} · {sampler}, {steps} steps · {size}x{size} -> {result.width}x{result.height} · "
-            f"{time.perf_counter() - started:.1f} s"
+            f"{time.perf_counter() - started:.1f} s{note}"
         )
         return result, info
 
@@ -344,7 +355,7 @@ class GlideAppCallbacks:
             raise gr.Error("Run an edit first: there is no result to continue from.")
         history = list(history or [])
         if isinstance(editor_value, dict) and editor_value.get("background") is not None:
-            history.append(read_upload(editor_value["background"]))
+            history = [*history, read_upload(editor_value["background"])][-MAX_HISTORY:]
         return _editor_value(_as_image(result)), history, None
 
     @staticmethod

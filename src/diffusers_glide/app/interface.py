@@ -35,7 +35,7 @@ def _sampling_controls(pipe, prefix: str, label: str = "") -> tuple[gr.Dropdown,
         dropdown = gr.Dropdown(list(SAMPLERS), value=sampler, label=f"{label}Sampler", elem_id=f"{prefix}-sampler")
         slider = gr.Slider(
             1,
-            min(250, pipe.scheduler.config.num_train_timesteps),
+            pipe.scheduler.config.num_train_timesteps,  # the pipeline's own limit: one step per training timestep
             value=steps,
             step=1,
             label=f"{label}Steps",
