@@ -58,6 +58,10 @@ def _sampler(sampler) -> str:
     return sampler
 
 
+def _number_of_images(value) -> int:
+    return _number(value, "Number of images", 1, MAX_IMAGES, integer=True)
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -125,6 +129,24 @@ class GlideAppCallbacks:
         size = self.models.base_size
         return f" · stretched from {image.width}x{image.height} to {size}x{size} (crop it square to keep its shape)"
 
+    def _clip_guidance_scale(self, value) -> float:
+        scale = _number(value or 0.0, "CLIP guidance scale", 0, MAX_GUIDANCE)
+        if scale > 0 and not self.models.has_clip:
+            raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
+        return scale
+
+    def _sample(self, pipe, sampler: str, stop_check, prompt, **kwargs):
+        """`pipe(prompt, **kwargs)` with the scheduler of `sampler`, stopped by `stop_check` (inside `_job`)."""
+        self.models.use_sampler(pipe, sampler)
+        return pipe(prompt, callback_on_step_end=stop_check, **kwargs)
+
+    def _upsampling(self, upsampler, what: str, enabled, steps, sampler):
+        """(the upsampler, its steps, its sampler) checked when upsampling is on, else (None, None, None)."""
+        if not enabled:
+            return None, None, None
+        upsampler = self._require(upsampler, what)
+        return upsampler, self._steps(upsampler, steps, "Upsampling steps"), _sampler(sampler)
+
     def _require(self, pipe, what: str):
         if pipe is None:
             raise gr.Error(f"This server has no {what} loaded.")
@@ -156,19 +178,18 @@ class GlideAppCallbacks:
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
         steps = self._steps(base, steps)
         sampler = _sampler(sampler)
-        num_images = _number(num_images, "Number of images", 1, MAX_IMAGES, integer=True)
-        clip_guidance_scale = _number(clip_guidance_scale or 0.0, "CLIP guidance scale", 0, MAX_GUIDANCE)
-        if clip_guidance_scale > 0 and not self.models.has_clip:
-            raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
-        upsampler = self._require(self.models.upsampler, "upsampler") if upsample else None
-        if upsampler is not None:
-            upsample_steps = self._steps(upsampler, upsample_steps, "Upsampling steps")
-            upsample_sampler = _sampler(upsample_sampler)
+        num_images = _number_of_images(num_images)
+        clip_guidance_scale = self._clip_guidance_scale(clip_guidance_scale)
+        upsampler, upsample_steps, upsample_sampler = self._upsampling(
+            self.models.upsampler, "upsampler", upsample, upsample_steps, upsample_sampler
+        )
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:
-            self.models.use_sampler(base, sampler)
-            images = base(
+            images = self._sample(
+                base,
+                sampler,
+                stop_check,
                 prompt,
                 negative_prompt=negative_prompt or None,
                 num_inference_steps=steps,
@@ -176,20 +197,19 @@ class GlideAppCallbacks:
                 num_images_per_prompt=num_images,
                 generator=generator,
                 clip_guidance_scale=clip_guidance_scale,
-                callback_on_step_end=stop_check,
             ).images
             if upsampler is not None:
-                self.models.use_sampler(upsampler, upsample_sampler)
-                images = upsampler(
+                images = self._sample(
+                    upsampler,
+                    upsample_sampler,
+                    stop_check,
                     prompt,
                     image=images,
                     num_inference_steps=upsample_steps,
                     generator=generator,
-                    callback_on_step_end=stop_check,
                 ).images
         info = f"Seed {seed} · {sampler}, {steps} steps"
-        if upsampler is not None:
-            info += f" · upsampled with {upsample_sampler}, {upsample_steps} steps"
+        info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {images[0].width}x{images[0].height} · {time.perf_counter() - started:.1f} s"
         gallery = [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)]
         return gallery, info, images
@@ -218,15 +238,15 @@ class GlideAppCallbacks:
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
         steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
-        num_images = _number(num_images, "Number of images", 1, MAX_IMAGES, integer=True)
-        clip_guidance_scale = _number(clip_guidance_scale or 0.0, "CLIP guidance scale", 0, MAX_GUIDANCE)
-        if clip_guidance_scale > 0 and not self.models.has_clip:
-            raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
+        num_images = _number_of_images(num_images)
+        clip_guidance_scale = self._clip_guidance_scale(clip_guidance_scale)
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:
-            self.models.use_sampler(pipe, sampler)
-            images = pipe(
+            images = self._sample(
+                pipe,
+                sampler,
+                stop_check,
                 prompt,
                 image=image,
                 strength=strength,
@@ -236,7 +256,6 @@ class GlideAppCallbacks:
                 num_images_per_prompt=num_images,
                 generator=generator,
                 clip_guidance_scale=clip_guidance_scale,
-                callback_on_step_end=stop_check,
             ).images
         info = (
             f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {time.perf_counter() - started:.1f} s"
@@ -271,16 +290,17 @@ class GlideAppCallbacks:
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
         steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
-        upsampler = self._require(self.models.inpaint_upsampler, "inpainting upsampler") if upsample else None
-        if upsampler is not None:
-            upsample_steps = self._steps(upsampler, upsample_steps, "Upsampling steps")
-            upsample_sampler = _sampler(upsample_sampler)
+        upsampler, upsample_steps, upsample_sampler = self._upsampling(
+            self.models.inpaint_upsampler, "inpainting upsampler", upsample, upsample_steps, upsample_sampler
+        )
         image, mask = source.model_inputs(self.models.base_size, sketch=strength < 1)
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:
-            self.models.use_sampler(pipe, sampler)
-            result = pipe(
+            result = self._sample(
+                pipe,
+                sampler,
+                stop_check,
                 prompt,
                 image=image,
                 mask_image=mask,
@@ -288,24 +308,23 @@ class GlideAppCallbacks:
                 num_inference_steps=steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
-                callback_on_step_end=stop_check,
             ).images[0]
             if upsampler is not None:
                 size = upsampler.unet.config.sample_size
                 mask = upscale_mask(mask, size)
-                self.models.use_sampler(upsampler, upsample_sampler)
-                result = upsampler(
+                result = self._sample(
+                    upsampler,
+                    upsample_sampler,
+                    stop_check,
                     prompt,
                     image=result,
                     inpaint_image=resize_square(source.background, size),
                     mask_image=mask,
                     num_inference_steps=upsample_steps,
                     generator=generator,
-                    callback_on_step_end=stop_check,
                 ).images[0]
         info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps"
-        if upsampler is not None:
-            info += f" · upsampled with {upsample_sampler}, {upsample_steps} steps"
+        info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {result.width}x{result.height} · {time.perf_counter() - started:.1f} s"
         info += self._stretch_note(source.background)
         return result, mask, info
@@ -330,13 +349,14 @@ class GlideAppCallbacks:
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:
-            self.models.use_sampler(pipe, sampler)
-            result = pipe(
+            result = self._sample(
+                pipe,
+                sampler,
+                stop_check,
                 prompt,
                 image=low,
                 num_inference_steps=steps,
                 generator=generator,
-                callback_on_step_end=stop_check,
             ).images[0]
         size = self.models.base_size
         info = (
@@ -374,6 +394,10 @@ class GlideAppCallbacks:
             raise gr.Error("Generate an image first.")
         index = selected if isinstance(selected, int) and 0 <= selected < len(images) else 0
         return _editor_value(_as_image(images[index]))
+
+
+def _upsampling_note(upsampler, sampler: str | None, steps: int | None) -> str:
+    return "" if upsampler is None else f" · upsampled with {sampler}, {steps} steps"
 
 
 def _editor_value(image: PIL.Image.Image) -> dict:
