@@ -143,9 +143,13 @@ def _add_clip_arguments(parser) -> None:
     )
 
 
-def _add_runtime_arguments(parser) -> None:
+def _add_device_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default: float32)")
+
+
+def _add_runtime_arguments(parser) -> None:
+    _add_device_arguments(parser)
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bars of the denoising loops")
 
 
@@ -380,8 +384,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     serve.add_argument(
         "--max_file_size", default="10mb", help="largest upload Gradio accepts, e.g. 5mb (default: %(default)s)"
     )
-    serve.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
-    serve.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default: float32)")
+    _add_device_arguments(serve)
 
     # convert ----------------------------------------------------------------------------------------------
     convert = sub["convert"] = subparsers.add_parser(

@@ -92,6 +92,12 @@ class Page:
     def text(self, elem_id: str) -> str:
         return self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id}").text
 
+    def open_tab(self, name: str, prefix: str) -> None:
+        """Tab `name`, once its prompt box shows, plus a second for its upload widget to initialise."""
+        self.tab(name)
+        self.wait_for(lambda: self.find(f"#{prefix}-prompt textarea"))
+        time.sleep(1)
+
     def open_editor(self) -> None:
         """The Edit tab with its canvas ready: a file uploaded before the editor initialises is dropped."""
         self.tab("Edit")
@@ -194,9 +200,7 @@ def test_edit_repaints_only_the_painted_stroke_and_continues_from_its_result(pag
 
 def test_image_to_image_and_upscale_tabs_run_their_pipelines(page, tmp_path):
     scene = _scene(tmp_path / "scene.png")
-    page.tab("Image to image")
-    page.wait_for(lambda: page.find("#img2img-prompt textarea"))
-    time.sleep(1)
+    page.open_tab("Image to image", "img2img")
     page.upload("img2img-image", scene)
     page.type("img2img-prompt", "a green square on a white background")
     page.set_number("img2img-steps", 20)
@@ -213,9 +217,7 @@ def test_image_to_image_and_upscale_tabs_run_their_pipelines(page, tmp_path):
     _assert_same(image, expected)
     page.screenshot("img2img")
 
-    page.tab("Upscale")
-    page.wait_for(lambda: page.find("#upscale-prompt textarea"))
-    time.sleep(1)
+    page.open_tab("Upscale", "upscale")
     page.upload("upscale-image", scene)
     page.type("upscale-prompt", "a red square on a blue background")
     page.set_number("upscale-steps", 10)
@@ -242,9 +244,7 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(page, tmp_path):
     page.click("edit-button")  # nothing painted
     page.wait_message("Paint over the region to repaint with the brush first")
 
-    page.tab("Image to image")
-    page.wait_for(lambda: page.find("#img2img-prompt textarea"))
-    time.sleep(1)
+    page.open_tab("Image to image", "img2img")
     (tmp_path / "notes.png").write_text("not an image")
     page.upload("img2img-image", tmp_path / "notes.png")
     page.type("img2img-prompt", "a green square")
@@ -252,9 +252,7 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(page, tmp_path):
     page.wait_message("The uploaded image cannot be read: it is not an image file that Pillow opens")
 
     (tmp_path / "huge.png").write_bytes(os.urandom(11_000_000))  # over the 10 MB upload limit
-    page.tab("Upscale")
-    page.wait_for(lambda: page.find("#upscale-prompt textarea"))
-    time.sleep(1)
+    page.open_tab("Upscale", "upscale")
     page.upload("upscale-image", tmp_path / "huge.png")
     page.wait_for(lambda: page.find("#glide-upload-error"))
     assert (

@@ -12,6 +12,7 @@ from diffusers.utils import logging as diffusers_logging
 from ..embedded import embedded_model_path
 from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from ..schedulers import GlideScheduler
+from ..schedulers.respacing import space_timesteps
 
 # the sampler dropdowns: GLIDE's two samplers on uniformly respaced steps, and diffusers' DPM-Solver++
 ANCESTRAL = "GLIDE ancestral (DDPM)"
@@ -46,9 +47,8 @@ def default_sampler(pipe) -> tuple[str, int]:
     its number of steps, sampled uniformly)."""
     config = pipe.scheduler.config
     sampler = DDIM if config.get("sampler") == "ddim" else ANCESTRAL
-    respacing = str(config.get("timestep_respacing") or "50")
-    steps = sum(int(part) for part in respacing.removeprefix("ddim").removeprefix("fast").split(",") if part)
-    return sampler, max(1, steps)
+    respacing = config.get("timestep_respacing") or "50"
+    return sampler, len(space_timesteps(config.num_train_timesteps, respacing))
 
 
 @dataclass
