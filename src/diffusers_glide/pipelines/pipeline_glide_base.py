@@ -30,6 +30,7 @@ from ..schedulers import GlideScheduler
 from ..tokenization import prompt_list, tokenize_prompts
 from ..variants import PIPELINE_CLASSES, models_pipeline_class, variant_of_unet_config
 from .checks import check_generator, check_hub_id, check_number, check_prediction_type, check_tensor
+from .guidance_interval import guided_steps
 from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
 from .image_processing import GlideImageProcessor
 from .memory import check_batch_fits
@@ -119,6 +120,7 @@ class GlideBasePipeline(DiffusionPipeline):
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
         self.image_processor = GlideImageProcessor()
         self._guidance_scale, self._num_timesteps, self._interrupt = 1.0, 0, False
+        self._guidance_interval: tuple[float, float] | None = None
 
     # ----------------------------------------------------------------------------------------------------------
     # Loading
@@ -432,10 +434,12 @@ class GlideBasePipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(num_inference_steps or 50, device=device)
         return self.scheduler.timesteps
 
-    def _predict(self, latents: torch.Tensor, t, batch: _UNetBatch) -> torch.Tensor:
-        """The UNet output, float32; under guidance only epsilon is guided, the variance comes from the conditional rows."""
+    def _predict(self, latents: torch.Tensor, t, batch: _UNetBatch, guided: bool = True) -> torch.Tensor:
+        """The UNet output, float32; under guidance only epsilon is guided, the variance comes from the conditional rows.
+
+        `guided=False` (a step outside `guidance_interval`) runs the conditional rows only."""
         dtype = self.unet.dtype
-        if not self.do_classifier_free_guidance:
+        if not (self.do_classifier_free_guidance and guided):
             return self.unet(latents.to(dtype), t, batch.prompt_embeds, **batch.conditioning).sample.float()
         if batch.guided_text is None:
             raise ValueError(
@@ -585,12 +589,18 @@ class GlideBasePipeline(DiffusionPipeline):
         scheduler_step = self._make_scheduler_step(latents.shape[1], generator, eta, known)
         paste_after_step = known is not None and not isinstance(self.scheduler, GlideScheduler)
         batch = _UNetBatch(prompt_embeds, negative_prompt_embeds, conditioning)
+        guided = guided_steps(timesteps, self._guidance_interval)
+        if self.do_classifier_free_guidance and not any(guided):
+            logger.warning(
+                f"guidance_interval={self._guidance_interval} holds none of the {len(timesteps)} sampling timesteps "
+                f"({timesteps[0].item()} to {timesteps[-1].item()}): no step is guided."
+            )
         non_finite = _NonFiniteSteps(timesteps, self.scheduler)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
-                model_output = self._predict(latents, t, batch)
+                model_output = self._predict(latents, t, batch, guided[i])
                 gradient = guidance_gradient_fn(latents, t) if guidance_gradient_fn is not None else None
                 latents = scheduler_step(model_output, t, latents, gradient)
                 if paste_after_step:
