@@ -85,7 +85,9 @@ def _random_init_(model: torch.nn.Module) -> None:
                 param.copy_(values.to(param.dtype))
 
 
-def write_random_pipeline(stage: str, dtype_name: str, folder: Path, vocab_dir: Path) -> None:
+def random_pipeline(stage: str, dtype: torch.dtype, tokenizer, option_overrides: dict | None = None):
+    """The CPU pipeline of `stage` at its released configuration (or with `option_overrides` of its OpenAI options),
+    random weights (`_random_init_`), in `dtype`."""
     from accelerate import init_empty_weights
 
     from diffusers_glide import (
@@ -94,26 +96,28 @@ def write_random_pipeline(stage: str, dtype_name: str, folder: Path, vocab_dir: 
         GlideTextEncoder,
         GlideUNet2DModel,
         GlideUpsamplePipeline,
-        build_glide_tokenizer,
     )
-    from diffusers_glide.conversion.options import configs_from_options, default_options
+    from diffusers_glide.conversion.options import configs_from_options, resolve_options
 
-    configs = configs_from_options(stage, default_options(stage))
+    configs = configs_from_options(stage, resolve_options(stage, option_overrides))
     models = []
     for model_class, config in ((GlideUNet2DModel, configs.unet), (GlideTextEncoder, configs.text_encoder)):
         with init_empty_weights():
             model = model_class(**config)
-        torch.nn.Module.to(model, DTYPES[dtype_name])  # still meta: no float32 copy is ever made
+        torch.nn.Module.to(model, dtype)  # still meta: no float32 copy is ever made
         model = model.to_empty(device="cpu")
         _random_init_(model)
         models.append(model.eval())
     pipeline_class = GlidePipeline if stage == "base" else GlideUpsamplePipeline
-    pipe = pipeline_class(
-        unet=models[0],
-        text_encoder=models[1],
-        tokenizer=build_glide_tokenizer(vocab_dir),
-        scheduler=GlideScheduler(**configs.scheduler),
+    return pipeline_class(
+        unet=models[0], text_encoder=models[1], tokenizer=tokenizer, scheduler=GlideScheduler(**configs.scheduler)
     )
+
+
+def write_random_pipeline(stage: str, dtype_name: str, folder: Path, vocab_dir: Path) -> None:
+    from diffusers_glide import build_glide_tokenizer
+
+    pipe = random_pipeline(stage, DTYPES[dtype_name], build_glide_tokenizer(vocab_dir))
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     pipe.save_pretrained(staging)
