@@ -111,29 +111,31 @@ def test_cli_converts_with_options_and_float16(tmp_path):
     assert max_abs_diff(out, ref["out"]) <= 0.02  # float16 rounding of the weights only
 
 
-def test_cli_argument_errors(tmp_path):
-    base = [sys.executable, str(SCRIPT), "--checkpoint_path", "x.pt", "--model_type", "base", "--vocab_dir", "v"]
-    result = subprocess.run(base + ["--push_to_hub"], capture_output=True, text=True, check=False)
-    assert result.returncode == 2 and "--push_to_hub needs --repo_id" in result.stderr
-    result = subprocess.run(base, capture_output=True, text=True, check=False)
-    assert result.returncode == 2 and "--dump_path is required" in result.stderr
-    result = subprocess.run(
-        base[:5] + ["clip", "--vocab_dir", "v", "--dump_path", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
+def _script():
+    """The conversion script as a module: its `main(argv)` runs in this process (a real run of the script is in
+    test_cli_converts_with_options_and_float16 and test_convert_errors.py)."""
+    spec = importlib.util.spec_from_file_location("convert_glide_to_diffusers", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_cli_argument_errors(tmp_path, capsys):
+    script = _script()
+    base = ["--checkpoint_path", "x.pt", "--model_type", "base", "--vocab_dir", "v"]
+
+    def error(argv) -> str:
+        assert script.main(argv) == 2
+        return capsys.readouterr().err
+
+    assert "--push_to_hub needs --repo_id" in error(base + ["--push_to_hub"])
+    assert "--dump_path is required" in error(base)
+    assert "--model_type clip takes clip_image_enc.pt and clip_text_enc.pt as --checkpoint_path, got 1" in error(
+        base[:3] + ["clip", "--vocab_dir", "v", "--dump_path", str(tmp_path)]
     )
-    assert result.returncode == 2
-    assert (
-        "--model_type clip takes clip_image_enc.pt and clip_text_enc.pt as --checkpoint_path, got 1" in result.stderr
-    )
-    two = base[:3] + ["a.pt", "b.pt"] + base[4:] + ["--dump_path", str(tmp_path)]
-    result = subprocess.run(two, capture_output=True, text=True, check=False)
-    assert result.returncode == 2 and "--model_type base takes one checkpoint" in result.stderr
-    result = subprocess.run(
-        base[:5] + ["unet", "--vocab_dir", "v", "--dump_path", str(tmp_path)], capture_output=True, text=True
-    )
-    assert result.returncode == 2 and "invalid choice: 'unet'" in result.stderr
+    two = base[:1] + ["a.pt", "b.pt"] + base[2:] + ["--dump_path", str(tmp_path)]
+    assert "--model_type base takes one checkpoint" in error(two)
+    assert "invalid choice: 'unet'" in error(base[:3] + ["unet", "--vocab_dir", "v", "--dump_path", str(tmp_path)])
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -272,10 +274,7 @@ def test_push_to_hub_uploads_the_folder(monkeypatch):
     import diffusers_glide.conversion.convert as convert_module
 
     monkeypatch.setattr(convert_module, "HfApi", FakeApi)
-    spec = importlib.util.spec_from_file_location("convert_glide_to_diffusers", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    code = script.main(
+    code = _script().main(
         [
             "--checkpoint_path",
             str(REFERENCE_DIR / "base-inpaint.pt"),

@@ -1,20 +1,18 @@
 """The noised-CLIP converter (`--model_type clip`): layout, CLI, full-size manifests, strictness."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REFERENCE_DIR, REPO_ROOT, TOKENIZERS_DIR, clip_options, load_reference, max_abs_diff
+from conftest import REFERENCE_DIR, TOKENIZERS_DIR, clip_options, load_reference, max_abs_diff
 from safetensors import safe_open
 from transformers import CLIPTokenizer
 
 from diffusers_glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, tokenize_clip_prompts
+from diffusers_glide.cli import main as cli_main
 from diffusers_glide.conversion import CheckpointMismatchError, convert_clip_checkpoints, convert_clip_state_dicts
 from diffusers_glide.conversion.clip import CLIP_DEFAULTS, resolve_clip_options
 
-SCRIPT = REPO_ROOT / "convert_scripts" / "convert_glide_to_diffusers.py"
 IMAGE_PT, TEXT_PT = REFERENCE_DIR / "clip_image_enc.pt", REFERENCE_DIR / "clip_text_enc.pt"
 
 
@@ -100,14 +98,15 @@ def test_bad_options_are_rejected():
         resolve_clip_options({"n_layers": 3})
 
 
-def test_cli_converts_the_clip_in_float16(tmp_path):
+def test_cli_converts_the_clip_in_float16(tmp_path, capsys):
+    # in this process: the script is `diffusers-glide convert` (its real runs are in test_convert*.py)
     dump = tmp_path / "glide-clip"
-    command = [sys.executable, str(SCRIPT), "--model_type", "clip", "--checkpoint_path", str(TEXT_PT), str(IMAGE_PT)]
+    command = ["convert", "--model_type", "clip", "--checkpoint_path", str(TEXT_PT), str(IMAGE_PT)]
     command += ["--options_json", str(REFERENCE_DIR / "clip.config.json"), "--vocab_dir", str(TOKENIZERS_DIR)]
     command += ["--dump_path", str(dump), "--dtype", "float16"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "clip image encoder 111,600" in result.stdout and "float16" in result.stdout
+    assert cli_main(command) == 0
+    out = capsys.readouterr().out
+    assert "clip image encoder 111,600" in out and "float16" in out
     with safe_open(str(dump / "clip_image_encoder" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     image_encoder = GlideCLIPImageEncoder.from_pretrained(dump, subfolder="clip_image_encoder", dtype=torch.float32)

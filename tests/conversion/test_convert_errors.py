@@ -1,6 +1,7 @@
 """Clear errors from the converter: bad --options_json files and values, non-finite weights, output folders that
 must not be replaced; the script answers exactly like `diffusers-glide convert` (one line, exit code 2)."""
 
+import importlib.util
 import json
 import re
 import shutil
@@ -156,12 +157,14 @@ def test_the_issue_reproducer_keeps_every_input(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in work.iterdir()) == sorted([*before, "glide-base"])
 
 
-def test_the_script_answers_like_the_command(tmp_path):
+def test_the_script_answers_like_the_command(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("convert_glide_to_diffusers", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     missing = tmp_path / "missing.pt"
-    command = [sys.executable, str(SCRIPT), *_convert("--checkpoint_path", str(missing), "--dump_path", "x")[1:]]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr == f"error: Checkpoint file not found: {missing}\n"
+    assert script.main(_convert("--checkpoint_path", str(missing), "--dump_path", str(tmp_path / "x"))[1:]) == 2
+    assert capsys.readouterr().err == f"error: Checkpoint file not found: {missing}\n"
+    # a real run of the script: its exit code and its one usage message, no traceback
     result = subprocess.run([sys.executable, str(SCRIPT), "--model_type", "base"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("usage: diffusers-glide convert") and "Traceback" not in result.stderr
