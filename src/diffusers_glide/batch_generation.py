@@ -1,0 +1,339 @@
+"""Generation at scale: `diffusers-glide generate --prompts FILE --output_dir DIR`, one image per prompt x seed.
+
+    diffusers-glide generate --prompts captions.txt --output_dir out --num_images 4 --batch_size 8
+    accelerate launch --num_processes 8 -m diffusers_glide.cli generate --prompts p.txt --output_dir out --device cuda
+
+The prompt file is plain text, one prompt a line, or (`.jsonl`) one JSON object a line, `{"prompt": "...",
+"seed": 3}` or `{"prompt": "...", "seeds": [0, 1, 2]}` (without either, the command line's seeds). Blank lines are
+skipped; everything else is checked, with its line number, before a model loads.
+
+- Names: line L of the file with seed S makes `DIR/{L:05d}-seed{S}.png`, stable across runs, batch sizes and
+  process counts. `DIR/metadata.jsonl` lists `file_name`, `prompt`, `seed` for every image (datasets' `imagefolder`
+  reads it); only the main process writes it, whole and atomically, from the job list, before any sampling.
+- Resume: images are written atomically, so an image that exists is complete and is not made again. A rerun may
+  add lines or seeds but not change or drop those that `metadata.jsonl` lists (that would mix two sets).
+- Seeds: every image draws its noise from its own generator seeded with its seed, so with `--batch_size 1` each
+  image equals `generate PROMPT --seed S` pixel for pixel. Batches are cut from the whole job list before it is
+  shared between processes, so a given batch size gives the same files on any number of processes. Other batch
+  sizes round differently in the model's batched kernels, which moves some pixels (more with DPM-Solver++, whose
+  one ODE path carries a difference from the first steps to the end; see the README).
+- Processes: under `accelerate launch`, each process takes its share of the batches still to make
+  (`PartialState.split_between_processes`) on its own device (`--device cuda` -> cuda:0, cuda:1, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+METADATA_FILE = "metadata.jsonl"
+JSON_KEYS = ("prompt", "seed", "seeds")
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make: the prompt of line `line` (1-based) of the prompt file, sampled with `seed`."""
+
+    line: int
+    prompt: str
+    seed: int
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.line:05d}-seed{self.seed}.png"
+
+    def record(self) -> dict:
+        """Its `metadata.jsonl` record."""
+        return {"file_name": self.file_name, "prompt": self.prompt, "seed": self.seed}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Seeds and the prompt file
+
+
+def _seed_problem(value) -> str | None:
+    """Why `value` is not a seed (None when it is one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"seeds are integers, got {json.dumps(value)}"
+    if not 0 <= value < SEED_LIMIT:
+        return f"seeds are integers in [0, 2**64), got {value}"
+    return None
+
+
+def _check_seeds(seeds: list) -> str | None:
+    """Why `seeds` is not a list of distinct seeds (None when it is one)."""
+    if not seeds:
+        return "give at least one seed"
+    seen = set()
+    for seed in seeds:
+        problem = _seed_problem(seed)
+        if problem:
+            return problem
+        if seed in seen:
+            return f"seed {seed} is given twice"
+        seen.add(seed)
+    return None
+
+
+def seed_list(value: str) -> list[int]:
+    """The argparse type of `--seeds`: comma-separated distinct non-negative integers, e.g. `0,1,2`."""
+    try:
+        seeds = [int(item) for item in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {value!r}") from None
+    problem = _check_seeds(seeds)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return seeds
+
+
+def command_line_seeds(args) -> list[int]:
+    """The seeds of prompts that give none: `--seeds`, else `--seed S` (default 0) to S + `--num_images` - 1."""
+    if args.seeds is not None:
+        if args.seed is not None or args.num_images != 1:
+            raise ValueError("give --seeds, or --seed with --num_images, not both.")
+        return args.seeds
+    first = 0 if args.seed is None else args.seed
+    if first < 0 or first + args.num_images > SEED_LIMIT:
+        raise ValueError(f"--seed {first}: with --prompts, seeds are integers in [0, 2**64).")
+    return list(range(first, first + args.num_images))
+
+
+def read_jobs(path: Path, default_seeds: list[int]) -> list[Job]:
+    """The jobs of a prompt file, in file order (ValueError naming the line of any bad input)."""
+    if not path.is_file():
+        raise ValueError(f"--prompts {path}: " + ("not a file." if path.exists() else "file not found."))
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is not a prompt
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text ({error.reason}).") from None
+    read_line = _read_json_line if path.suffix.lower() == ".jsonl" else _read_text_line
+    jobs = []
+    # split on "\n" only: str.splitlines also breaks at form feeds and other separators, shifting line numbers
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        prompt, seeds = read_line(line, f"{path} line {number}")
+        jobs.extend(Job(number, prompt, seed) for seed in (default_seeds if seeds is None else seeds))
+    if not jobs:
+        raise ValueError(f"{path} holds no prompts (blank lines are skipped).")
+    return jobs
+
+
+def _read_text_line(line: str, where: str) -> tuple[str, None]:
+    return line, None
+
+
+def _read_json_line(line: str, where: str) -> tuple[str, list[int] | None]:
+    """The prompt and seeds (None: the command line's) of one JSON line; `where` starts the error messages."""
+
+    def error(problem: str) -> ValueError:
+        return ValueError(f"{where}: {problem}")
+
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as decode_error:
+        raise error(f"invalid JSON ({decode_error.msg}, column {decode_error.colno}).") from None
+    if not isinstance(entry, dict):
+        raise error(f'expected a JSON object such as {{"prompt": "a red circle", "seed": 0}}, got {line.strip()}')
+    unknown = [key for key in entry if key not in JSON_KEYS]
+    if unknown:
+        raise error(f'unknown key {json.dumps(unknown[0])} (the keys are "prompt", and "seed" or "seeds").')
+    if "prompt" not in entry:
+        raise error('missing "prompt".')
+    if not isinstance(entry["prompt"], str):
+        raise error(f'"prompt" must be a string, got {json.dumps(entry["prompt"])}.')
+    if "seed" in entry and "seeds" in entry:
+        raise error('give "seed" or "seeds", not both.')
+    if "seed" in entry:
+        seeds = [entry["seed"]]
+    elif "seeds" in entry:
+        seeds = entry["seeds"]
+        if not isinstance(seeds, list):
+            raise error(f'"seeds" must be a list of seeds such as [0, 1, 2], got {json.dumps(seeds)}.')
+    else:
+        return entry["prompt"], None
+    problem = _check_seeds(seeds)
+    if problem:
+        raise error(problem + ".")
+    return entry["prompt"], seeds
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The output folder: metadata, resume, batches
+
+
+def check_metadata(folder: Path, jobs: list[Job]) -> None:
+    """Refuse a folder whose `metadata.jsonl` lists an image that `jobs` would not make the same way."""
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        return
+    wanted = {job.file_name: job.record() for job in jobs}
+    try:
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        listed = {record["file_name"]: record for record in records}
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"cannot read {path} ({error}): delete it or give a new --output_dir.") from None
+    for name, record in listed.items():
+        if name not in wanted:
+            raise ValueError(
+                f"{path} lists {name}, which the prompt file and seeds no longer make: resume with the same prompts "
+                "and seeds (more lines or seeds may be added), or give a new --output_dir."
+            )
+        if record != wanted[name]:
+            raise ValueError(
+                f"{path} lists {name} as {json.dumps(record)}, but the prompt file and seeds now make it as "
+                f"{json.dumps(wanted[name])}: give a new --output_dir."
+            )
+
+
+def write_metadata(folder: Path, jobs: list[Job]) -> None:
+    """`metadata.jsonl` for every job, replaced atomically (a reader sees the old or the new file whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / METADATA_FILE
+    text = "".join(json.dumps(job.record(), ensure_ascii=False) + "\n" for job in jobs)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return  # a complete folder is left as it is
+    temporary = folder / f".{METADATA_FILE}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(temporary, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def cut_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
+    """Consecutive jobs in batches of `batch_size` (the last may be smaller), the same for any process count."""
+    return [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+
+
+def is_done(job: Job, written: list[set[str]]) -> bool:
+    """Whether every output of `job` exists (`written`: the file names in each output folder)."""
+    return all(job.file_name in names for names in written)
+
+
+def _file_names(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.is_dir() else set()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def uses_prompt_file(args) -> bool:
+    """Whether `generate` runs on a prompt file (`--prompts`) rather than one PROMPT; checks the mode's flags."""
+    if args.prompts is None:
+        flags = {"--output_dir": args.output_dir, "--seeds": args.seeds, "--batch_size": args.batch_size}
+        given = [
+            flag for flag, value in {**flags, "--low_output_dir": args.low_output_dir}.items() if value is not None
+        ]
+        if given:
+            raise ValueError(f"{given[0]} goes with --prompts FILE.")
+        if args.prompt is None:
+            raise ValueError("give a PROMPT, or --prompts FILE with one prompt a line.")
+        return False
+    if args.prompt is not None:
+        raise ValueError(f"give a PROMPT or --prompts FILE, not both (got the prompt {args.prompt!r}).")
+    if args.output_dir is None:
+        raise ValueError("--prompts writes one image per prompt and seed: give the folder with --output_dir.")
+    if args.low_output_dir is not None:
+        if args.upsampler is None:
+            raise ValueError("--low_output_dir holds the images before upsampling: it needs --upsampler.")
+        if args.low_output_dir.resolve() == args.output_dir.resolve():
+            raise ValueError("--low_output_dir must differ from --output_dir (the images share their names).")
+    return True
+
+
+def run_batch_generation(args) -> int:
+    """`generate --prompts FILE --output_dir DIR`: every user error before a model loads, then this process's share."""
+    from .cli import _device
+    from .output_folders import check_output_image_paths
+
+    jobs = read_jobs(args.prompts, command_line_seeds(args))
+    folders = [args.output_dir] + ([args.low_output_dir] if args.low_output_dir is not None else [])
+    for folder in folders:
+        check_metadata(folder, jobs)
+    check_output_image_paths(folder / jobs[0].file_name for folder in folders)
+    device = _device(args.device)
+
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device.type == "cpu")
+    if state.num_processes > 1:
+        if device.index is not None or state.device.type != device.type:
+            raise ValueError(
+                f"--device {args.device}: each of the {state.num_processes} processes takes a device of its own; "
+                "give the device type only (e.g. --device cuda)."
+            )
+        device = state.device
+
+    # Every process lists the folders before any of them writes (the barrier), so all agree on what is left.
+    written = [_file_names(folder) for folder in folders]
+    batch_size = args.batch_size or 1
+    todo = [batch for batch in cut_batches(jobs, batch_size) if not all(is_done(job, written) for job in batch)]
+    if state.is_main_process:
+        for folder in folders:
+            write_metadata(folder, jobs)
+        left = sum(not is_done(job, written) for job in jobs)
+        print(
+            f"{len(jobs)} images: {len(jobs) - left} already made, {left} to make in {len(todo)} batch(es) of up to "
+            f"{batch_size} on {state.num_processes} process(es).",
+            file=sys.stderr,
+        )
+    state.wait_for_everyone()
+    with state.split_between_processes(todo) as share:
+        made = _make_share(share, folders, written, args, device, progress=state.is_local_main_process)
+    who = f"process {state.process_index} of {state.num_processes}: " if state.num_processes > 1 else ""
+    print(f"{who}wrote {made} image file(s).", file=sys.stderr)
+    state.wait_for_everyone()
+    return 0
+
+
+def _make_share(share: list[list[Job]], folders, written, args, device, progress: bool) -> int:
+    """Sample the batches of `share` and write their missing images; returns how many files were written."""
+    if not share:
+        return 0  # no model to load
+    import torch
+    from tqdm.auto import tqdm
+
+    from .cli import _load_generate_pipelines, _sample_base, _sample_upsampled
+    from .output_folders import save_image_atomically
+    from .pipelines.memory import BatchTooLargeError
+
+    pipe, upsampler = _load_generate_pipelines(args, device)
+    for pipeline in (pipe, upsampler):
+        if pipeline is not None:
+            pipeline.set_progress_bar_config(disable=True)  # one bar for the whole share instead
+    made = 0
+    with tqdm(total=sum(map(len, share)), unit="image", disable=args.no_progress or not progress) as bar:
+        for batch in share:
+            prompts = [job.prompt for job in batch]
+            # one generator per image: its noise depends on its seed only, not on its batch or its process
+            generators = [torch.Generator(device).manual_seed(job.seed) for job in batch]
+            try:
+                images = low = _sample_base(pipe, args, prompts, generators)
+                if upsampler is not None:
+                    images = _sample_upsampled(upsampler, args, prompts, low, generators)
+            except BatchTooLargeError as error:
+                raise ValueError(
+                    f"--batch_size {len(batch)} is too large: at most {error.max_images} images fit in one call here "
+                    f"({error})."
+                ) from error
+            for index, job in enumerate(batch):
+                for folder, names, results in zip(folders, written, (images, low)[: len(folders)], strict=True):
+                    if job.file_name not in names:  # a batch is made whole, but existing images stay untouched
+                        save_image_atomically(results[index], folder / job.file_name)
+                        print(folder / job.file_name, flush=True)
+                        made += 1
+            bar.update(len(batch))
+    return made
