@@ -2,53 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
-from diffusers import DPMSolverMultistepScheduler
-from diffusers.utils import logging as diffusers_logging
 
+from .. import samplers
 from ..embedded import embedded_model_path
 from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
-from ..schedulers import GlideScheduler
-from ..schedulers.respacing import space_timesteps
 
-# the sampler dropdowns: GLIDE's two samplers on uniformly respaced steps, and diffusers' DPM-Solver++
-ANCESTRAL = "GLIDE ancestral (DDPM)"
-DDIM = "GLIDE DDIM"
-DPM_SOLVER = "DPM-Solver++"
+# the sampler dropdowns, by the names of `diffusers_glide.samplers.LABELS`: GLIDE's two samplers on uniformly
+# respaced steps, and diffusers' DPM-Solver++
+ANCESTRAL = samplers.LABELS[samplers.ANCESTRAL]
+DDIM = samplers.LABELS[samplers.DDIM]
+DPM_SOLVER = samplers.LABELS[samplers.DPM_SOLVER]
 SAMPLERS: tuple[str, ...] = (ANCESTRAL, DDIM, DPM_SOLVER)
-_GLIDE_SAMPLERS = {ANCESTRAL: "ddpm", DDIM: "ddim"}
+_SAMPLER_OF_LABEL = {label: sampler for sampler, label in samplers.LABELS.items()}
 
 
-@contextlib.contextmanager
-def _diffusers_errors_only():
-    verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
-
-
-def _build_scheduler(config, sampler: str):
-    if sampler in _GLIDE_SAMPLERS:
-        return GlideScheduler.from_config(config, sampler=_GLIDE_SAMPLERS[sampler])
-    if sampler == DPM_SOLVER:
-        # built once per pipeline, without the log line about GLIDE's config keys DPM-Solver does not read
-        with _diffusers_errors_only():
-            return DPMSolverMultistepScheduler.from_config(config)
-    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+def _build_scheduler(config, label: str):
+    if label not in _SAMPLER_OF_LABEL:
+        raise ValueError(f"Unknown sampler {label!r}; choose one of {', '.join(SAMPLERS)}.")
+    return samplers.build_scheduler(config, _SAMPLER_OF_LABEL[label])
 
 
 def default_sampler(pipe) -> tuple[str, int]:
-    """The sampler and step count of `pipe`'s own scheduler configuration (a respacing such as "fast27" counts as
-    its number of steps, sampled uniformly)."""
-    config = pipe.scheduler.config
-    sampler = DDIM if config.get("sampler") == "ddim" else ANCESTRAL
-    respacing = config.get("timestep_respacing") or "50"
-    return sampler, len(space_timesteps(config.num_train_timesteps, respacing))
+    """The sampler (its dropdown label) and step count of `pipe`'s own scheduler configuration (a respacing such as
+    "fast27" counts as its number of steps, sampled uniformly)."""
+    sampler, steps = samplers.configured_sampler(pipe.scheduler.config)
+    return samplers.LABELS[sampler], steps
 
 
 @dataclass
@@ -69,7 +50,7 @@ class AppModels:
     def __post_init__(self):
         if self.img2img is None:
             # from_pipe logs diffusers' "modules ... kept in float32: []" for every module, an empty list here
-            with _diffusers_errors_only():
+            with samplers.diffusers_errors_only():
                 self.img2img = GlideImg2ImgPipeline.from_pipe(self.base)
         self._check_sizes()
 
