@@ -2,7 +2,9 @@
 
 The end-to-end runs go through the INSTALLED script in a subprocess (each costs a few seconds of imports, so
 they are few and grouped); the argument and user-error cases, which stop before any model is loaded, call
-`diffusers_glide.cli.main` in-process and check its exit code and `error:` line.
+`diffusers_glide.cli.main` in-process and check its exit code and `error:` line. The samplers' defaults are checked
+in-process too, pixel for pixel against the pipelines called with the same sampler and steps (the same process
+runs both with the same threads, so their floating-point sums agree).
 """
 
 import os
@@ -16,10 +18,17 @@ import PIL.Image
 import pytest
 import torch
 from conftest import REFERENCE_DIR, TOKENIZERS_DIR
+from diffusers import DPMSolverMultistepScheduler
 from safetensors import safe_open
 
 import diffusers_glide
-from diffusers_glide import GlidePipeline, GlideUpsamplePipeline
+from diffusers_glide import (
+    GlideImg2ImgPipeline,
+    GlideInpaintPipeline,
+    GlidePipeline,
+    GlideScheduler,
+    GlideUpsamplePipeline,
+)
 from diffusers_glide.cli import main
 from diffusers_glide.embedded import embedded_model_path
 
@@ -91,11 +100,17 @@ def write_inputs(folder: Path) -> dict[str, Path]:
 # Through the installed script
 
 
+def check_quiet(result: subprocess.CompletedProcess) -> list[str]:
+    """The written paths of a successful run that wrote nothing else (no log line, no warning, no progress bar)."""
+    assert result.stderr == ""
+    return check_ok(result)
+
+
 def test_generate_with_the_embedded_default(script, tmp_path):
     args = ["generate", PROMPT, "--steps", 2, "--num_images", 2, "--no_progress"]
-    first = check_ok(run(script, *args, "--seed", 0, "-o", tmp_path / "a.png", cwd=tmp_path))
-    again = check_ok(run(script, *args, "--seed", 0, "-o", tmp_path / "b.png", cwd=tmp_path))
-    other = check_ok(run(script, *args, "--seed", 1, "-o", tmp_path / "c.png", cwd=tmp_path))
+    first = check_quiet(run(script, *args, "--seed", 0, "-o", tmp_path / "a.png", cwd=tmp_path))
+    again = check_quiet(run(script, *args, "--seed", 0, "-o", tmp_path / "b.png", cwd=tmp_path))
+    other = check_quiet(run(script, *args, "--seed", 1, "-o", tmp_path / "c.png", cwd=tmp_path))
     assert first == [str(tmp_path / "a-0.png"), str(tmp_path / "a-1.png")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a-0.png",
@@ -111,6 +126,10 @@ def test_generate_with_the_embedded_default(script, tmp_path):
     assert data["a-0.png"] == data["b-0.png"] and data["a-1.png"] == data["b-1.png"]  # same seed
     assert data["a-0.png"] != data["c-0.png"] and data["a-1.png"] != data["c-1.png"]  # different seeds
     assert data["a-0.png"] != data["a-1.png"]
+    # float16 runs on the CPU: the image, without diffusers' warning (printed once per module) that it cannot
+    half = check_quiet(run(script, *args[:2], "--dtype", "float16", "--no_progress", "-o", "half.png", cwd=tmp_path))
+    assert half == ["half.png"]
+    png(tmp_path / "half.png", 32)
 
 
 def test_generate_with_model_and_upsampler(script, tmp_path, converted_folders):
@@ -149,6 +168,7 @@ def test_generate_with_clip_guidance(script, tmp_path, converted_clip_folder):
     pipe = GlidePipeline.from_pretrained(embedded_model_path())
     pipe.load_clip_guidance(converted_clip_folder)
     pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # the default sampler
     expected = pipe(PROMPT, num_inference_steps=2, clip_guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
     with PIL.Image.open(written) as image, PIL.Image.open(unguided) as plain:
         pixels, plain_pixels = np.asarray(image).astype(int), np.asarray(plain).astype(int)
@@ -265,6 +285,118 @@ def test_version_and_no_subcommand(capsys):
     assert "argument --upsample_temp: expected a finite number, got inf" in capsys.readouterr().err
     assert main(["generate", "x", "--clip_guidance_scale", "nan"]) == 2
     assert "argument --clip_guidance_scale: expected a finite number, got nan" in capsys.readouterr().err
+    assert main(["generate", "x", "--sampler", "euler"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --sampler: invalid choice: 'euler' (choose from " in err  # the choices, quoted since 3.12
+    assert all(choice in err.split("choose from ")[1] for choice in ("dpm++", "ddim", "ancestral"))
+    for value, expected in (("0", "0"), ("-2", "-2"), ("two", "'two'")):
+        assert main(["upsample", "x", "--image", "x.png", "--threads", value]) == 2
+        assert f"argument --threads: expected a positive integer, got {expected}" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-process: the samplers and their defaults, pixel for pixel against the pipelines called with the same ones
+
+
+def pixels(path: Path) -> np.ndarray:
+    with PIL.Image.open(path) as image:
+        return np.asarray(image)
+
+
+def embedded(pipeline_class, kind: str, sampler: str | None = None):
+    """The embedded model of `kind`, with diffusers' DPM-Solver++ or GLIDE's `sampler` ("ddpm", "ddim"), or with
+    its own scheduler (None)."""
+    pipe = pipeline_class.from_pretrained(embedded_model_path(kind))
+    pipe.set_progress_bar_config(disable=True)
+    if sampler == "dpm++":
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    elif sampler is not None:
+        pipe.scheduler = GlideScheduler.from_config(pipe.scheduler.config, sampler=sampler)
+    return pipe
+
+
+def test_generate_and_upsample_sample_with_dpm_solver_by_default(tmp_path):
+    """The fast path: DPM-Solver++ with 15 steps for text to image, 5 for upsampling (generate's stage and upsample)."""
+    output = tmp_path / "fast.png"
+    assert main(["generate", PROMPT, "--seed", "0", "--upsampler", "default", "--no_progress", "-o", str(output)]) == 0
+    generator = torch.Generator().manual_seed(0)
+    low = embedded(GlidePipeline, "base", "dpm++")(PROMPT, num_inference_steps=15, generator=generator).images
+    upsampler = embedded(GlideUpsamplePipeline, "upsample", "dpm++")
+    high = upsampler(PROMPT, image=low, num_inference_steps=5, generator=generator).images
+    assert np.array_equal(pixels(tmp_path / "fast-low.png"), np.asarray(low[0]))
+    assert np.array_equal(pixels(output), np.asarray(high[0]))
+
+    argv = ["upsample", PROMPT, "--image", str(tmp_path / "fast-low.png"), "--seed", "1", "--no_progress"]
+    assert main([*argv, "-o", str(tmp_path / "up.png")]) == 0
+    expected = upsampler(PROMPT, image=low[0], num_inference_steps=5, generator=torch.Generator().manual_seed(1))
+    assert np.array_equal(pixels(tmp_path / "up.png"), np.asarray(expected.images[0]))
+
+
+def test_the_notebooks_samplers(tmp_path, converted_folders):
+    """`--sampler ancestral --steps N` and `--upsample_sampler ddim` (no steps: the folder's configuration) sample
+    converted models with GLIDE's own samplers, as OpenAI's notebooks do with N = 100 (the scheduler tests check
+    that N steps are the respacing "N") and "fast27" DDIM upsampling."""
+    output = tmp_path / "notebook.png"
+    models = ["--model", str(converted_folders["base"]), "--upsampler", str(converted_folders["upsample"])]
+    argv = ["generate", "a corgi", *models, "--sampler", "ancestral", "--steps", "3", "--upsample_sampler", "ddim"]
+    assert main([*argv, "--seed", "0", "--no_progress", "-o", str(output)]) == 0
+    base = GlidePipeline.from_pretrained(converted_folders["base"])
+    upsampler = GlideUpsamplePipeline.from_pretrained(converted_folders["upsample"])
+    assert (base.scheduler.config.sampler, base.scheduler.config.timestep_respacing) == ("ddpm", "100")
+    assert (upsampler.scheduler.config.sampler, upsampler.scheduler.config.timestep_respacing) == ("ddim", "fast27")
+    generator = torch.Generator().manual_seed(0)
+    low = base("a corgi", num_inference_steps=3, generator=generator).images
+    high = upsampler("a corgi", image=low, generator=generator).images
+    assert upsampler.num_timesteps == 27
+    assert np.array_equal(pixels(tmp_path / "notebook-low.png"), np.asarray(low[0]))
+    assert np.array_equal(pixels(output), np.asarray(high[0]))
+
+
+def test_img2img_and_inpaint_samplers(tmp_path):
+    """img2img takes --sampler like generate; inpaint keeps the model's own sampler unless --sampler is given."""
+    inputs = write_inputs(tmp_path)
+    common = ["--image", str(inputs["image"]), "--seed", "0", "--steps", "4", "--no_progress"]
+    assert (
+        main(["img2img", PROMPT, *common, "--strength", "0.5", "--sampler", "ddim", "-o", str(tmp_path / "a.png")])
+        == 0
+    )
+    pipe = embedded(GlideImg2ImgPipeline, "base", "ddim")
+    image = PIL.Image.open(inputs["image"])
+    expected = pipe(
+        PROMPT, image=image, strength=0.5, num_inference_steps=4, generator=torch.Generator().manual_seed(0)
+    )
+    assert np.array_equal(pixels(tmp_path / "a.png"), np.asarray(expected.images[0]))
+
+    masked = [*common, "--mask", str(inputs["mask"])]
+    assert main(["inpaint", PROMPT, *masked, "-o", str(tmp_path / "b.png")]) == 0
+    assert main(["inpaint", PROMPT, *masked, "--sampler", "dpm++", "-o", str(tmp_path / "c.png")]) == 0
+    mask = PIL.Image.open(inputs["mask"])
+    for name, sampler in (("b.png", None), ("c.png", "dpm++")):
+        generator = torch.Generator().manual_seed(0)
+        pipe = embedded(GlideInpaintPipeline, "base-inpaint", sampler)
+        expected = pipe(PROMPT, image=image, mask_image=mask, num_inference_steps=4, generator=generator)
+        assert np.array_equal(pixels(tmp_path / name), np.asarray(expected.images[0])), name
+
+
+def test_threads(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        wanted = str(threads + 1)  # not the default
+        argv = [
+            "generate",
+            PROMPT,
+            "--steps",
+            "1",
+            "--threads",
+            wanted,
+            "--no_progress",
+            "-o",
+            str(tmp_path / "t.png"),
+        ]
+        assert main(argv) == 0
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 USER_ERRORS = {
@@ -458,12 +590,12 @@ def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
     upsampler and noised CLIP."""
     inputs = write_inputs(tmp_path)
     common = ["--seed", 0, "--no_progress", "--steps", 2]
-    (inpainted,) = check_ok(
+    (inpainted,) = check_quiet(
         run(script, "inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], *common, "-o",
             tmp_path / "inpainted.png", cwd=tmp_path)
     )  # fmt: skip
     png(Path(inpainted), 32)
-    (upsampled,) = check_ok(
+    (upsampled,) = check_quiet(
         run(script, "upsample", PROMPT, "--image", inpainted, *common, "-o", tmp_path / "up.png", cwd=tmp_path)
     )
     png(Path(upsampled), 128)
@@ -473,7 +605,7 @@ def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
     mask = np.zeros((128, 128), np.uint8)
     mask[32:96, 40:100] = 255
     PIL.Image.fromarray(mask).save(big_mask)
-    (edited,) = check_ok(
+    (edited,) = check_quiet(
         run(script, "upsample", PROMPT, "--image", inpainted, "--inpaint_image", big, "--mask", big_mask,
             *common, "-o", tmp_path / "edit.png", cwd=tmp_path)
     )  # fmt: skip
@@ -481,7 +613,7 @@ def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
         kept = mask == 0
         assert (np.asarray(image)[kept] == np.asarray(original)[kept]).all()  # the upsample-inpaint model's
         assert (np.asarray(image)[~kept] != np.asarray(original)[~kept]).any()
-    written = check_ok(
+    written = check_quiet(
         run(script, "generate", PROMPT, "--upsampler", "default", "--upsample_steps", 2, "--clip", "default",
             *common, "-o", tmp_path / "cascade.png", cwd=tmp_path)
     )  # fmt: skip

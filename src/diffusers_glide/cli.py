@@ -2,6 +2,7 @@
 
     diffusers-glide generate "a red circle on a blue background" -o circle.png --seed 0
     diffusers-glide generate "an oil painting of a corgi" --model glide-base --upsampler glide-upsample
+    diffusers-glide generate "a corgi" --model glide-base --sampler ancestral --steps 100   # OpenAI's notebook
     diffusers-glide inpaint "a corgi in a field" --image grass.png --mask mask.png --model glide-base-inpaint
     diffusers-glide img2img "a green square on a white background" --image in.png --strength 0.7 -o out.png
     diffusers-glide edit --image in.png --edit m1.png "a red circle" --edit m2.png "a blue square" -o out.png
@@ -14,39 +15,35 @@
 Every `--model` is a pipeline folder (converted, trained or saved with `save_pretrained`) or a Hub repo id.
 Without `--model`, each command uses the tiny model of its stage embedded in the package (32x32 shapes, upsampled
 to 128x128); `--upsampler default` and `--clip default` name the embedded upsampler and noised CLIP.
+Text to image and upsampling sample with DPM-Solver++ by default (15 and `FAST_UPSAMPLER_STEPS` steps), inpainting
+with the model's own GLIDE sampler; `--sampler` / `--steps` choose (`diffusers_glide.samplers`). `--threads` sets
+torch's CPU threads.
 User errors (missing files, bad masks, unknown model folders, bad values) print `error: ...` and exit with 2.
+Help and usage errors never import torch or diffusers (seconds of start-up): the commands import what they run.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import PIL.Image
-import torch
-from diffusers.utils import logging as diffusers_logging
-
+# Only light modules at the top: help, --version and usage errors must not wait for torch and diffusers
+# (seconds). The commands import what they run; tests/test_cli_startup.py checks it.
 from . import __version__
-from .conversion import cli as conversion_cli
-from .conversion.cli import add_convert_arguments, check_convert_arguments, run_conversion
-from .conversion.convert import DTYPES
+from .batch_generation import seed_list
 from .embedded import embedded_model_path
-from .output_folders import check_output_image_paths, save_image_atomically
-from .pipelines import (
-    GlideImg2ImgPipeline,
-    GlideInpaintPipeline,
-    GlidePipeline,
-    GlideUpsamplePipeline,
-    InpaintEdit,
-    apply_edits,
-)
-from .pipelines.memory import BatchTooLargeError
-from .training.arguments import add_training_arguments, check_training_arguments
-from .training.clip_trainer import add_clip_training_arguments, check_clip_training_arguments
+from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps, use_sampler
+
+if TYPE_CHECKING:
+    import PIL.Image
+    import torch
+
+    from .pipelines import InpaintEdit
 
 PROG = "diffusers-glide"
 DEFAULT = "default"  # the value of --upsampler / --clip that names the embedded model
@@ -90,25 +87,69 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
-def _default(pipeline_class, name: str):
+# The pipelines' `__call__` defaults that the flags share, written out because reading them from the signatures
+# would import torch; tests/test_cli_startup.py checks them against the signatures.
+PIPELINE_DEFAULTS: dict[str, dict[str, float]] = {
+    "GlidePipeline": {"guidance_scale": 3.0},
+    "GlideImg2ImgPipeline": {"guidance_scale": 3.0, "strength": 0.8},
+    "GlideInpaintPipeline": {"guidance_scale": 5.0, "strength": 1.0},
+    "GlideUpsamplePipeline": {"guidance_scale": 1.0, "upsample_temp": 0.997},
+}
+# the weights dtypes, by their torch names (`getattr(torch, name)`); the converter's DTYPES has the same keys (tested)
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+# what `--steps` runs with GLIDE's samplers (the folders' scheduler configurations), for the help
+BASE_CONFIGURATION = "100 steps for converted base models, 50 for the embedded one"
+UPSAMPLER_CONFIGURATION = '"fast27" (27 steps) for converted upsamplers and the embedded one'
+INPAINT_CONFIGURATION = "100 steps for converted base-inpaint models, 50 for the embedded one"
+# Inpainting keeps the model's configured sampler by default: on the embedded inpainting model the 15-step runs
+# of every sampler scored lower than its 50 ancestral steps (README, "Command line").
+INPAINT_SAMPLER = "the model's configured sampler"
+
+
+def _default(pipeline_class: str, name: str) -> float:
     """The default of a pipeline `__call__` argument, so the help shows the pipeline's own defaults."""
-    return inspect.signature(pipeline_class.__call__).parameters[name].default
+    return PIPELINE_DEFAULTS[pipeline_class][name]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Parser
 
 
-def _add_sampling_arguments(parser, pipeline_class, output_default: str, output_help: str) -> None:
+def _add_sampler_arguments(
+    parser, fast_steps: int, configured: str, flags=("--sampler", "--steps"), default_help: str | None = None
+) -> None:
+    """`--sampler` and `--steps` (default: `fast_steps` with DPM-Solver++, else the scheduler configuration, which
+    `configured` describes). The sampler defaults to DPM-Solver++, the fast path; with `default_help`, to None (the
+    model's configured sampler, or what `default_help` says)."""
+    sampler_flag, steps_flag = flags
+    parser.add_argument(
+        sampler_flag,
+        choices=SAMPLERS,
+        default=DPM_SOLVER if default_help is None else None,
+        help="dpm++ (diffusers' DPM-Solver++, the fast path), or GLIDE's own ddim or ancestral sampler "
+        f"(default: {default_help or DPM_SOLVER})",
+    )
+    parser.add_argument(
+        steps_flag,
+        type=_positive_int,
+        help=f"denoising steps (default: {fast_steps} with dpm++, otherwise the model's scheduler configuration: "
+        f"{configured})",
+    )
+
+
+def _add_sampling_arguments(
+    parser,
+    pipeline_class: str,
+    output_default: str,
+    output_help: str,
+    fast_steps: int,
+    configured: str,
+    sampler_default_help: str | None = None,
+) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path(output_default), help=output_help)
     parser.add_argument("--num_images", type=_positive_int, default=1, help="images to sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="seed of the sampling noise: the same seed gives the same images")
-    parser.add_argument(
-        "--steps",
-        type=_positive_int,
-        help="denoising steps (default: the model's scheduler configuration: 100 for converted base and "
-        "base-inpaint models, 27 for converted upsamplers)",
-    )
+    _add_sampler_arguments(parser, fast_steps, configured, default_help=sampler_default_help)
     parser.add_argument(
         "--guidance_scale",
         type=_finite_float,
@@ -145,7 +186,13 @@ def _add_clip_arguments(parser) -> None:
 
 def _add_device_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights dtype (default: float32)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES, help="weights dtype (default: float32)")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="CPU threads of torch's operators (default: torch's, one per core). Lower it when other busy processes "
+        "share the cores: threads that wait for each other can make a run many times slower; 1 is steady",
+    )
 
 
 def _add_runtime_arguments(parser) -> None:
@@ -158,12 +205,47 @@ def _add_upsample_temp(parser, flag: str = "--upsample_temp") -> None:
         flag,
         dest="upsample_temp",
         type=_non_negative_float,
-        default=_default(GlideUpsamplePipeline, "upsample_temp"),
+        default=_default("GlideUpsamplePipeline", "upsample_temp"),
         help="GLIDE's upsample temperature: the initial noise is N(0, 1) times this (default: %(default)s)",
     )
 
 
-def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _add_prompt_file_arguments(parser) -> None:
+    group = parser.add_argument_group(
+        "many prompts (--prompts): one image per prompt and seed, resumable, across processes with accelerate launch"
+    )
+    group.add_argument(
+        "--prompts",
+        type=Path,
+        help='a text file with one prompt a line, or a .jsonl file with one object a line: {"prompt": ..., '
+        '"seed": 3} or {"prompt": ..., "seeds": [0, 1]} (without either: --seeds, or --seed/--num_images). '
+        "Blank lines are skipped. Line L with seed S writes <output_dir>/{L:05d}-seed{S}.png; images already "
+        "there are not made again",
+    )
+    group.add_argument("--output_dir", type=Path, help="the folder of the images and their metadata.jsonl")
+    group.add_argument(
+        "--seeds",
+        type=seed_list,
+        help="seeds of every prompt, e.g. 0,1,2 (default: --seed, 0 if omitted, to --seed + --num_images - 1)",
+    )
+    group.add_argument(
+        "--batch_size",
+        type=_positive_int,
+        help="images sampled together (default: 1); each image's noise comes from its own seed, and with 1 each "
+        "image equals the single-PROMPT command's with that --seed",
+    )
+    group.add_argument(
+        "--low_output_dir",
+        type=Path,
+        help="with --upsampler: also write the images before upsampling to this folder, under the same names",
+    )
+
+
+def _build_parsers(
+    flags_of: Iterable[str] = ("convert", "train", "train-clip"),
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and the subcommands' parsers. Of convert, train and train-clip, only those in `flags_of` get
+    their flags (see `_IMPORTED_FLAGS`)."""
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -181,7 +263,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
             "the package is used (32x32 images of coloured shapes, e.g. 'a red circle on a blue background')."
         ),
     )
-    generate.add_argument("prompt", help="the text prompt")
+    generate.add_argument("prompt", nargs="?", help="the text prompt (or give a file of prompts with --prompts)")
     generate.add_argument(
         "--model",
         help="GlidePipeline folder or Hub repo id (default: the embedded 32x32 shapes model)",
@@ -194,22 +276,28 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     _add_sampling_arguments(
         generate,
-        GlidePipeline,
+        "GlidePipeline",
         "glide.png",
         "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>. "
         "The format follows the suffix (.png, .jpg, ...); parent folders are created",
+        FAST_STEPS,
+        BASE_CONFIGURATION + "; --sampler ancestral --steps 100 is OpenAI's notebook",
     )
     upsampling = generate.add_argument_group("upsampling (with --upsampler)")
-    upsampling.add_argument(
-        "--upsample_steps", type=_positive_int, help="upsampler denoising steps (default: its scheduler's)"
+    _add_sampler_arguments(
+        upsampling,
+        FAST_UPSAMPLER_STEPS,
+        UPSAMPLER_CONFIGURATION + "; --upsample_sampler ddim is OpenAI's notebook",
+        flags=("--upsample_sampler", "--upsample_steps"),
     )
     upsampling.add_argument(
         "--upsample_guidance_scale",
         type=_finite_float,
-        default=_default(GlideUpsamplePipeline, "guidance_scale"),
+        default=_default("GlideUpsamplePipeline", "guidance_scale"),
         help="upsampler guidance scale (default: %(default)s, no guidance, as GLIDE)",
     )
     _add_upsample_temp(upsampling)
+    _add_prompt_file_arguments(generate)
     _add_clip_arguments(generate)
     _add_runtime_arguments(generate)
 
@@ -238,13 +326,16 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     _add_sampling_arguments(
         inpaint,
-        GlideInpaintPipeline,
+        "GlideInpaintPipeline",
         "glide-inpaint.png",
         "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>",
+        FAST_STEPS,
+        INPAINT_CONFIGURATION,
+        INPAINT_SAMPLER,
     )
     _add_strength(
         inpaint,
-        GlideInpaintPipeline,
+        "GlideInpaintPipeline",
         "sketch-guided inpainting: below 1 the masked region starts from --image (paint a rough colour sketch "
         "into it) instead of noise",
     )
@@ -268,11 +359,13 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     )
     _add_sampling_arguments(
         img2img,
-        GlideImg2ImgPipeline,
+        "GlideImg2ImgPipeline",
         "glide-img2img.png",
         "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>",
+        FAST_STEPS,
+        BASE_CONFIGURATION,
     )
-    _add_strength(img2img, GlideImg2ImgPipeline, "how far the image is noised")
+    _add_strength(img2img, "GlideImg2ImgPipeline", "how far the image is noised")
     _add_clip_arguments(img2img)
     _add_runtime_arguments(img2img)
 
@@ -312,16 +405,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         help="also write the image after each edit but the last, as <stem>-step<k><suffix>",
     )
     edit.add_argument("--seed", type=int, help="seed of the sampling noise of all edits")
-    edit.add_argument(
-        "--steps", type=_positive_int, help="denoising steps of each edit (default: the scheduler configuration)"
-    )
+    _add_sampler_arguments(edit, FAST_STEPS, INPAINT_CONFIGURATION, default_help=INPAINT_SAMPLER)
     edit.add_argument(
         "--guidance_scale",
         type=_finite_float,
-        default=_default(GlideInpaintPipeline, "guidance_scale"),
+        default=_default("GlideInpaintPipeline", "guidance_scale"),
         help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
     )
-    _add_strength(edit, GlideInpaintPipeline, "the strength of the edits that give none")
+    _add_strength(edit, "GlideInpaintPipeline", "the strength of the edits that give none")
     _add_runtime_arguments(edit)
 
     # upsample ---------------------------------------------------------------------------------------------
@@ -349,9 +440,12 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     upsample.add_argument("--mask", type=Path, help="upsample-inpaint models only: the mask, " + MASK_CONVENTION)
     _add_sampling_arguments(
         upsample,
-        GlideUpsamplePipeline,
+        "GlideUpsamplePipeline",
         "glide-upsample.png",
         "output image (default: %(default)s); with --num_images N > 1: <stem>-0<suffix> ... <stem>-<N-1><suffix>",
+        FAST_UPSAMPLER_STEPS,
+        UPSAMPLER_CONFIGURATION + "; --sampler ddim samples as OpenAI's notebook",
+        f"{DPM_SOLVER}; with --inpaint_image or --mask, {INPAINT_SAMPLER}",
     )
     _add_upsample_temp(upsample)
     _add_runtime_arguments(upsample)
@@ -387,37 +481,65 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     _add_device_arguments(serve)
 
     # convert ----------------------------------------------------------------------------------------------
-    convert = sub["convert"] = subparsers.add_parser(
+    sub["convert"] = subparsers.add_parser(
         "convert",
         help="convert an OpenAI GLIDE checkpoint into a pipeline folder",
-        description=conversion_cli.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_convert_arguments(convert)
 
     # train ------------------------------------------------------------------------------------------------
-    train = sub["train"] = subparsers.add_parser(
+    sub["train"] = subparsers.add_parser(
         "train",
         help="train or fine-tune a GLIDE model (any of the four variants) with accelerate",
         description="Train or fine-tune a GLIDE model (any of the four variants) with accelerate. For multi-GPU "
         "jobs: `accelerate launch -m diffusers_glide.training ...` (same flags).",
     )
-    add_training_arguments(train)
 
     # train-clip -------------------------------------------------------------------------------------------
-    train_clip = sub["train-clip"] = subparsers.add_parser(
+    sub["train-clip"] = subparsers.add_parser(
         "train-clip",
         help="train a noised CLIP for CLIP guidance, contrastively on noised images",
         description="Train GLIDE's noised CLIP (the classifier of CLIP guidance) from scratch: a contrastive loss "
         "between captions and images noised to random diffusion timesteps. The folder it writes loads with "
         "`GlidePipeline.load_clip_guidance` and `generate --clip`.",
     )
-    add_clip_training_arguments(train_clip)
+    for command in flags_of:
+        _IMPORTED_FLAGS[command](sub[command])
     return parser, sub
 
 
+def _add_convert_flags(parser) -> None:
+    from .conversion import cli as conversion_cli
+
+    parser.description = conversion_cli.__doc__
+    conversion_cli.add_convert_arguments(parser)
+
+
+def _add_train_flags(parser) -> None:
+    from .training.arguments import add_training_arguments
+
+    add_training_arguments(parser)
+
+
+def _add_train_clip_flags(parser) -> None:
+    from .training.clip_trainer import add_clip_training_arguments
+
+    add_clip_training_arguments(parser)
+
+
+# The commands whose flags the converter and the trainers define: their modules import torch, so `main` adds these
+# flags only to the command that its command line names.
+_IMPORTED_FLAGS = {"convert": _add_convert_flags, "train": _add_train_flags, "train-clip": _add_train_clip_flags}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand that `argv` names: its first argument that is not an option (the top-level options, --help
+    and --version, take no value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The `diffusers-glide` argument parser (with its subcommands)."""
+    """The `diffusers-glide` argument parser (with its subcommands and all their flags)."""
     return _build_parsers()[0]
 
 
@@ -431,6 +553,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as error:
@@ -458,10 +582,14 @@ def _output_paths(path: Path, count: int, tag: str = "") -> list[Path]:
 def _check_outputs(path: Path, count: int, tags: tuple[str, ...] = ("",)) -> None:
     """Fail before sampling when the outputs cannot be written. They share a folder and a suffix: the first and
     the last name of each kind stand for all (a huge --num_images builds no list of paths)."""
+    from .output_folders import check_output_image_paths
+
     check_output_image_paths(_output_path(path, i, count, tag) for tag in tags for i in {0, count - 1})
 
 
 def _save(images, paths: list[Path]) -> None:
+    from .output_folders import save_image_atomically
+
     for image, path in zip(images, paths, strict=True):
         save_image_atomically(image, path)
         print(path)
@@ -469,6 +597,8 @@ def _save(images, paths: list[Path]) -> None:
 
 def _read_image(path: Path, what: str) -> PIL.Image.Image:
     """The image file as Pillow opens it (any mode and bit depth: the pipelines convert it)."""
+    import PIL.Image
+
     if not path.exists():
         raise FileNotFoundError(f"{what} file not found: {path}")
     if not path.is_file():
@@ -481,13 +611,25 @@ def _read_image(path: Path, what: str) -> PIL.Image.Image:
         raise CLIError(f"cannot read {what} {path} as an image: {_one_line(error)}") from error
 
 
-def _load(pipeline_class, source: str, args, device: torch.device):
+def _dtype(args) -> torch.dtype:
+    import torch
+
+    return getattr(torch, args.dtype)
+
+
+def _load(pipeline_class, source: str, args, device: torch.device, sampler: str | None = None):
+    """`pipeline_class` from `source` in --dtype on `device`, sampling with `sampler` (None: its configured one)."""
+    from diffusers.utils import logging as diffusers_logging
+
     if args.no_progress:  # also diffusers' "Loading pipeline components" bar
         diffusers_logging.disable_progress_bar()
-    pipe = pipeline_class.from_pretrained(source, dtype=DTYPES[args.dtype])
-    pipe = pipe.to(device)
+    pipe = pipeline_class.from_pretrained(source, dtype=_dtype(args))
+    # float16 runs on the CPU (torch has CPU kernels for it): no warning per module that it cannot
+    pipe = pipe.to(device, silence_dtype_warnings=True)
     if args.no_progress:
         pipe.set_progress_bar_config(disable=True)
+    if sampler is not None:
+        use_sampler(pipe, sampler)
     return pipe
 
 
@@ -497,6 +639,8 @@ def _model_or_embedded(model: str | None, kind: str) -> str:
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    import torch
+
     return None if seed is None else torch.Generator(device).manual_seed(seed)
 
 
@@ -505,41 +649,63 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
 
 
 def run_generate(args) -> int:
+    from .batch_generation import run_batch_generation, uses_prompt_file
+
+    if uses_prompt_file(args):
+        return run_batch_generation(args)
     device = _device(args.device)
     _check_outputs(args.output, args.num_images, ("", "-low") if args.upsampler else ("",))
-    clip_guidance_scale = _clip_guidance_scale(args)
-    pipe = _load(GlidePipeline, _model_or_embedded(args.model, "base"), args, device)
-    if args.clip is not None:
-        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=DTYPES[args.dtype])
-    upsampler = None
-    if args.upsampler is not None:
-        upsampler = _load(GlideUpsamplePipeline, _model_or_embedded(args.upsampler, "upsample"), args, device)
-        # before the base model samples: an inpainting upsampler would need --inpaint_image / --mask
-        upsampler.check_inputs(image=[], inpaint_image=None, mask_image=None, upsample_temp=args.upsample_temp)
-
+    pipe, upsampler = _load_generate_pipelines(args, device)
     generator = _generator(args.seed, device)
-    images = pipe(
-        args.prompt,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        num_images_per_prompt=args.num_images,
-        generator=generator,
-        clip_guidance_scale=clip_guidance_scale,
-    ).images
+    images = _sample_base(pipe, args, args.prompt, generator, num_images=args.num_images)
     if upsampler is None:
         _save(images, _output_paths(args.output, len(images)))
         return 0
     _save(images, _output_paths(args.output, len(images), tag="-low"))
-    upsampled = upsampler(
-        args.prompt,
+    upsampled = _sample_upsampled(upsampler, args, args.prompt, images, generator)
+    _save(upsampled, _output_paths(args.output, len(upsampled)))
+    return 0
+
+
+def _load_generate_pipelines(args, device: torch.device) -> tuple:
+    """`generate`'s text-to-image pipeline (with the noised CLIP of --clip) and its --upsampler (or None), with
+    their samplers."""
+    from .pipelines import GlidePipeline, GlideUpsamplePipeline
+
+    pipe = _load(GlidePipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
+    if args.clip is not None:
+        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=_dtype(args))
+    upsampler = None
+    if args.upsampler is not None:
+        source = _model_or_embedded(args.upsampler, "upsample")
+        upsampler = _load(GlideUpsamplePipeline, source, args, device, args.upsample_sampler)
+        # before the base model samples: an inpainting upsampler would need --inpaint_image / --mask
+        upsampler.check_inputs(image=[], inpaint_image=None, mask_image=None, upsample_temp=args.upsample_temp)
+    return pipe, upsampler
+
+
+def _sample_base(pipe, args, prompt, generator, num_images: int = 1) -> list:
+    """`generate`'s text-to-image sampling: PIL images, `num_images` per prompt."""
+    return pipe(
+        prompt,
+        num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
+        guidance_scale=args.guidance_scale,
+        num_images_per_prompt=num_images,
+        generator=generator,
+        clip_guidance_scale=_clip_guidance_scale(args),
+    ).images
+
+
+def _sample_upsampled(upsampler, args, prompt, images, generator) -> list:
+    """`generate`'s upsampling of `images` (continuing the base sampling's `generator`)."""
+    return upsampler(
+        prompt,
         image=images,
-        num_inference_steps=args.upsample_steps,
+        num_inference_steps=sampling_steps(args.upsample_sampler, args.upsample_steps, FAST_UPSAMPLER_STEPS),
         guidance_scale=args.upsample_guidance_scale,
         upsample_temp=args.upsample_temp,
         generator=generator,
     ).images
-    _save(upsampled, _output_paths(args.output, len(upsampled)))
-    return 0
 
 
 def _clip_guidance_scale(args) -> float:
@@ -549,17 +715,19 @@ def _clip_guidance_scale(args) -> float:
 
 
 def run_img2img(args) -> int:
+    from .pipelines import GlideImg2ImgPipeline
+
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
     image = _read_image(args.image, "image")
-    pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device)
+    pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
     if args.clip is not None:
-        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=DTYPES[args.dtype])
+        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=_dtype(args))
     images = pipe(
         args.prompt,
         image=image,
         strength=args.strength,
-        num_inference_steps=args.steps,
+        num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
         num_images_per_prompt=args.num_images,
         generator=_generator(args.seed, device),
@@ -571,6 +739,8 @@ def run_img2img(args) -> int:
 
 def _parse_edits(values: list[list[str]], default_strength: float) -> list[InpaintEdit]:
     """`--edit MASK PROMPT [STRENGTH]` values -> edits with their masks read (every file checked before sampling)."""
+    from .pipelines import InpaintEdit
+
     edits = []
     for number, value in enumerate(values, start=1):
         if len(value) not in (2, 3):
@@ -590,18 +760,22 @@ def _parse_edits(values: list[list[str]], default_strength: float) -> list[Inpai
 
 
 def run_edit(args) -> int:
+    from .output_folders import check_output_image_paths
+    from .pipelines import GlideInpaintPipeline, apply_edits
+
     device = _device(args.device)
     edits = _parse_edits(args.edits, args.strength)
     steps = [args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(edits))]
     check_output_image_paths([*(steps if args.save_steps else []), args.output])
     image = _read_image(args.image, "image")
-    pipe = _load(GlideInpaintPipeline, _model_or_embedded(args.model, "base-inpaint"), args, device)
+    source = _model_or_embedded(args.model, "base-inpaint")
+    pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
     results = apply_edits(
         pipe,
         image,
         edits,
         generator=_generator(args.seed, device),
-        num_inference_steps=args.steps,
+        num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
     )
     _save(results, [*steps, args.output] if args.save_steps else [args.output])
@@ -609,18 +783,20 @@ def run_edit(args) -> int:
 
 
 def run_inpaint(args) -> int:
+    from .pipelines import GlideInpaintPipeline
+
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
     source = _model_or_embedded(args.model, "base-inpaint")
     image = _read_image(args.image, "image")
     mask = _read_image(args.mask, "mask")
-    pipe = _load(GlideInpaintPipeline, source, args, device)
+    pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
     images = pipe(
         args.prompt,
         image=image,
         mask_image=mask,
         strength=args.strength,
-        num_inference_steps=args.steps,
+        num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
         num_images_per_prompt=args.num_images,
         generator=_generator(args.seed, device),
@@ -630,20 +806,24 @@ def run_inpaint(args) -> int:
 
 
 def run_upsample(args) -> int:
+    from .pipelines import GlideUpsamplePipeline
+
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
     inpainting = args.inpaint_image is not None or args.mask is not None
     source = _model_or_embedded(args.model, "upsample-inpaint" if inpainting else "upsample")
+    # the fast path for upsampling; GLIDE's own sampler for inpainting (see INPAINT_SAMPLER)
+    sampler = args.sampler or (None if inpainting else DPM_SOLVER)
     image = _read_image(args.image, "image")
     inpaint_image = _read_image(args.inpaint_image, "inpaint image") if args.inpaint_image is not None else None
     mask = _read_image(args.mask, "mask") if args.mask is not None else None
-    pipe = _load(GlideUpsamplePipeline, source, args, device)
+    pipe = _load(GlideUpsamplePipeline, source, args, device, sampler)
     images = pipe(
         args.prompt,
         image=image,
         inpaint_image=inpaint_image,
         mask_image=mask,
-        num_inference_steps=args.steps,
+        num_inference_steps=sampling_steps(sampler, args.steps, FAST_UPSAMPLER_STEPS),
         guidance_scale=args.guidance_scale,
         upsample_temp=args.upsample_temp,
         num_images_per_prompt=args.num_images,
@@ -667,7 +847,7 @@ def run_serve(args) -> int:
         inpaint_upsampler=args.inpaint_upsampler,
         clip=args.clip,
         device=device,
-        dtype=DTYPES[args.dtype],
+        dtype=_dtype(args),
     )
     build_app(models).launch(**options)
     return 0
@@ -693,6 +873,29 @@ def run_train_clip(args, argv: list[str]) -> int:
     return 0
 
 
+def _check_imported_flags(parser, args) -> None:
+    """The converter's and the trainers' own checks of their flags (usage errors exit through `parser.error`)."""
+    if args.subcommand == "convert":
+        from .conversion.cli import check_convert_arguments
+
+        check_convert_arguments(parser, args)
+    elif args.subcommand == "train":
+        from .training.arguments import check_training_arguments
+
+        check_training_arguments(parser, args)
+    else:
+        from .training.clip_trainer import check_clip_training_arguments
+
+        check_clip_training_arguments(parser, args)
+
+
+def _set_threads(threads: int) -> None:
+    """--threads: the threads of torch's CPU operators (intra-op, as OMP_NUM_THREADS sets at start-up)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _exit_code(exit_: SystemExit) -> int:
     if exit_.code is None:
         return 0
@@ -705,21 +908,22 @@ def _exit_code(exit_: SystemExit) -> int:
 def main(argv=None) -> int:
     """Run `diffusers-glide` with `argv` (default: `sys.argv[1:]`); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, sub = _build_parsers()
+    command = _command_of(argv)
+    parser, sub = _build_parsers(flags_of=[command] if command in _IMPORTED_FLAGS else [])
     try:
         args = parser.parse_args(argv)
         if args.subcommand is None:
             parser.print_help(sys.stderr)
             return 2
-        if args.subcommand == "convert":
-            check_convert_arguments(sub["convert"], args)
-        elif args.subcommand == "train":
-            check_training_arguments(sub["train"], args)
-        elif args.subcommand == "train-clip":
-            check_clip_training_arguments(sub["train-clip"], args)
+        if args.subcommand in _IMPORTED_FLAGS:
+            _check_imported_flags(sub[args.subcommand], args)
     except SystemExit as exit_:  # argparse: --help, --version, usage errors (2)
         return _exit_code(exit_)
 
+    from .pipelines.memory import BatchTooLargeError
+
+    if getattr(args, "threads", None) is not None:
+        _set_threads(args.threads)
     try:
         if args.subcommand == "generate":
             return run_generate(args)
@@ -734,6 +938,8 @@ def main(argv=None) -> int:
         if args.subcommand == "serve":
             return run_serve(args)
         if args.subcommand == "convert":
+            from .conversion.cli import run_conversion
+
             return run_conversion(args)
         if args.subcommand == "train-clip":
             return run_train_clip(args, argv)
