@@ -29,11 +29,9 @@ not a dependency of the project. Set the threads deliberately:
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -180,11 +178,10 @@ def main(argv=None) -> int:
             import torchao  # noqa: F401
         except ImportError:
             parser.error("the int8 variants need torchao (pip install torchao)")
-    # a fresh inductor cache: the compile seconds are those of a first run
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="int8-experiment-inductor-"))
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True  # fold and prepack the weights: the int8 recipe, and the best bf16 one
+    inductor_config.force_disable_caches = True  # compile seconds of a cold start, whatever earlier runs cached
     torch.manual_seed(0)
     print(f"Machine: {machine_description(torch.device('cpu'))}", flush=True)
 
