@@ -98,14 +98,11 @@ def test_diffusers_ddpm_scheduler_matches_glide_ancestral_steps(converted_folder
 
 def test_dpm_solver_multistep_runs_with_learned_variance_output(converted_folders):
     pipe = GlidePipeline.from_pretrained(converted_folders["base"])
-    reference = pipe(
-        "a corgi", num_inference_steps=50, generator=torch.Generator().manual_seed(0), output_type="pt"
-    ).images
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     images = pipe(
         "a corgi", num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="pt"
     ).images
-    assert images.shape == reference.shape and torch.isfinite(images).all()
+    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()  # the fixture model's image_size 32
     assert 0 <= images.min() and images.max() <= 1
 
 
