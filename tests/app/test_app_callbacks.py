@@ -478,3 +478,10 @@ def test_the_undo_history_keeps_the_last_twenty_images(app, tmp_path):
     assert MAX_HISTORY == 20 and len(history) == 20
     assert history[0].getpixel((0, 0)) == (1, 0, 0)  # the oldest went
     _assert_same_image(history[-1], PIL.Image.open(value["background"]))
+
+
+def test_float16_models_load_without_warnings(capfd):
+    # float16 runs on the CPU: diffusers' per-module "cannot run in float16 on the CPU" warning is not printed
+    models = load_app_models(model=embedded_model_path("base"), dtype=torch.float16)
+    assert models.base.unet.dtype == torch.float16
+    assert "float16" not in capfd.readouterr().err

@@ -178,6 +178,13 @@ def test_loads_text_to_image_folders_and_shares_their_models(tmp_path):
     expected = loaded(**tiny_inputs("img2img", strength=0.5)).images
     assert max_abs_diff(from_pipe(**tiny_inputs("img2img", strength=0.5)).images, expected) == 0
 
+    # from_pipe keeps the models' dtype (diffusers' own casts the shared models to float32 unless told)
+    text_to_image.to(torch.bfloat16)
+    assert GlideImg2ImgPipeline.from_pipe(text_to_image).unet.dtype == torch.bfloat16
+    assert text_to_image.unet.dtype == torch.bfloat16 and text_to_image.text_encoder.dtype == torch.bfloat16
+    assert GlideImg2ImgPipeline.from_pipe(text_to_image, dtype=torch.float32).unet.dtype == torch.float32
+    assert text_to_image.unet.dtype == torch.float32  # an explicit dtype casts the shared models, as in diffusers
+
     # its own folders load as img2img and as text-to-image; other variants are refused
     loaded.save_pretrained(tmp_path / "i2i")
     again = GlideImg2ImgPipeline.from_pretrained(tmp_path / "i2i")

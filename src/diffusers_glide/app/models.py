@@ -91,7 +91,8 @@ class AppModels:
 
 
 def _load(pipeline_class, source: str, device, dtype):
-    return pipeline_class.from_pretrained(source, dtype=dtype).to(device)
+    # float16 runs on the CPU (torch has CPU kernels for it): no warning per module that it cannot
+    return pipeline_class.from_pretrained(source, dtype=dtype).to(device, silence_dtype_warnings=True)
 
 
 def load_app_models(

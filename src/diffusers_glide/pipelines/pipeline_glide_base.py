@@ -183,6 +183,16 @@ class GlideBasePipeline(DiffusionPipeline):
                 )
 
     @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """diffusers' `from_pipe`, keeping the dtype of `pipeline`'s models unless `dtype` / `torch_dtype` is given.
+
+        diffusers casts the new pipeline to float32 by default, which also casts the models it shares with
+        `pipeline`: a bfloat16 pipeline would silently run in float32."""
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+            kwargs["dtype"] = pipeline.dtype
+        return super().from_pipe(pipeline, **kwargs)
+
+    @classmethod
     @validate_hf_hub_args
     def download(cls, pretrained_model_name, **kwargs) -> str:
         r"""
