@@ -309,6 +309,10 @@ PROMPT_FILE = ["--prompts", "prompts.txt", "--output_dir", "out"]
         ),
         ([*PROMPT_FILE, "--seeds", "0,1", "--seed", "3"], "give --seeds, or --seed with --num_images, not both."),
         ([*PROMPT_FILE, "--seed", "-1"], "--seed -1: with --prompts, seeds are integers in [0, 2**64)."),
+        (
+            [*PROMPT_FILE, "-o", "glide.png"],
+            "-o/--output names one image: with --prompts the images go to --output_dir.",
+        ),
     ],
 )
 def test_bad_arguments(tmp_path, monkeypatch, capsys, no_model, args, message):

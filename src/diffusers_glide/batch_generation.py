@@ -246,6 +246,8 @@ def uses_prompt_file(args) -> bool:
         raise ValueError(f"give a PROMPT or --prompts FILE, not both (got the prompt {args.prompt!r}).")
     if args.output_dir is None:
         raise ValueError("--prompts writes one image per prompt and seed: give the folder with --output_dir.")
+    if getattr(args, "output_given", False):
+        raise ValueError("-o/--output names one image: with --prompts the images go to --output_dir.")
     if args.low_output_dir is not None:
         if args.upsampler is None:
             raise ValueError("--low_output_dir holds the images before upsampling: it needs --upsampler.")

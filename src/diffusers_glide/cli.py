@@ -137,6 +137,14 @@ def _add_sampler_arguments(
     )
 
 
+class _StoreOutput(argparse.Action):
+    """Stores -o/--output and notes that it was given (`generate --prompts` writes to --output_dir instead)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.output_given = True
+
+
 def _add_sampling_arguments(
     parser,
     pipeline_class: str,
@@ -146,7 +154,9 @@ def _add_sampling_arguments(
     configured: str,
     sampler_default_help: str | None = None,
 ) -> None:
-    parser.add_argument("-o", "--output", type=Path, default=Path(output_default), help=output_help)
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path(output_default), action=_StoreOutput, help=output_help
+    )
     parser.add_argument("--num_images", type=_positive_int, default=1, help="images to sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="seed of the sampling noise: the same seed gives the same images")
     _add_sampler_arguments(parser, fast_steps, configured, default_help=sampler_default_help)
