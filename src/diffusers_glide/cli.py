@@ -166,6 +166,14 @@ def _add_sampling_arguments(
         default=_default(pipeline_class, "guidance_scale"),
         help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
     )
+    parser.add_argument(
+        "--guidance_interval",
+        nargs=2,
+        type=_non_negative_float,
+        metavar=("LOW", "HIGH"),
+        help="guide only the steps whose timestep t (0 = clean ... 999 = pure noise) has LOW <= t <= HIGH; the "
+        "others run half the batch (default: every step). E.g. 300 999 (see the README's pipelines section)",
+    )
 
 
 def _add_strength(parser, pipeline_class, what: str) -> None:
@@ -700,6 +708,7 @@ def _sample_base(pipe, args, prompt, generator, num_images: int = 1) -> list:
         prompt,
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
+        guidance_interval=args.guidance_interval,
         num_images_per_prompt=num_images,
         generator=generator,
         clip_guidance_scale=_clip_guidance_scale(args),
@@ -739,6 +748,7 @@ def run_img2img(args) -> int:
         strength=args.strength,
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
+        guidance_interval=args.guidance_interval,
         num_images_per_prompt=args.num_images,
         generator=_generator(args.seed, device),
         clip_guidance_scale=_clip_guidance_scale(args),
@@ -808,6 +818,7 @@ def run_inpaint(args) -> int:
         strength=args.strength,
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
+        guidance_interval=args.guidance_interval,
         num_images_per_prompt=args.num_images,
         generator=_generator(args.seed, device),
     ).images
@@ -835,6 +846,7 @@ def run_upsample(args) -> int:
         mask_image=mask,
         num_inference_steps=sampling_steps(sampler, args.steps, FAST_UPSAMPLER_STEPS),
         guidance_scale=args.guidance_scale,
+        guidance_interval=args.guidance_interval,
         upsample_temp=args.upsample_temp,
         num_images_per_prompt=args.num_images,
         generator=_generator(args.seed, device),
