@@ -80,7 +80,8 @@ def test_upsampler_beats_bicubic_by_3_db():
 
 def test_upsample_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
     pipe = _load(GlideUpsamplePipeline, "upsample-inpaint")
-    _, result = stages.evaluate_upsample_inpainting(pipe, region="shape", limit=6)
+    # 10 DDIM steps instead of the configured fast27: the same numbers (accuracy 1.0, 39.37 dB), measured
+    _, result = stages.evaluate_upsample_inpainting(pipe, region="shape", limit=6, num_inference_steps=10)
     assert result.extra["kept_exact"] == 1.0 and result.extra["kept_max_diff"] == 0, result
     assert result.result.accuracy >= 0.8, result
 
