@@ -2,13 +2,12 @@
 
 import numpy as np
 import torch
-from conftest import TOKENIZERS_DIR, tiny_text_encoder, tiny_unet
+from conftest import glide_tokenizer, tiny_text_encoder, tiny_unet
 
 from diffusers_glide import (
     GlideInpaintPipeline,
     GlideScheduler,
     GlideUpsamplePipeline,
-    build_glide_tokenizer,
 )
 
 
@@ -16,7 +15,7 @@ def _components(sample_size, super_resolution, schedule, respacing):
     return {
         "unet": tiny_unet(sample_size, inpainting=True, super_resolution=super_resolution),
         "text_encoder": tiny_text_encoder(),
-        "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
+        "tokenizer": glide_tokenizer(),
         "scheduler": GlideScheduler(beta_schedule=schedule, timestep_respacing=respacing),
     }
 

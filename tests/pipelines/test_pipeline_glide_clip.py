@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import TOKENIZERS_DIR, load_reference, max_abs_diff, public_config, recorded_noise_scheduler
+from conftest import clip_tokenizer, load_reference, max_abs_diff, public_config, recorded_noise_scheduler
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 from test_pipeline_glide import get_dummy_components, get_dummy_inputs
 
@@ -15,7 +15,6 @@ from diffusers_glide import (
     GlideCLIPTextEncoder,
     GlidePipeline,
     GlideScheduler,
-    build_clip_tokenizer,
 )
 from diffusers_glide.pipelines.clip_guidance import clip_guidance_gradient
 
@@ -112,7 +111,7 @@ def get_dummy_clip_components(image_size=8):
     return {
         "clip_image_encoder": image_encoder.eval(),
         "clip_text_encoder": text_encoder.eval(),
-        "clip_tokenizer": build_clip_tokenizer(TOKENIZERS_DIR),
+        "clip_tokenizer": clip_tokenizer(),
     }
 
 

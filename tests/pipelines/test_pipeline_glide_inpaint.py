@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 import torch
 from conftest import (
-    TOKENIZERS_DIR,
+    glide_tokenizer,
     load_reference,
     max_abs_diff,
     recorded_noise_scheduler,
@@ -19,7 +19,6 @@ from diffusers import DDIMScheduler
 from diffusers_glide import (
     GlideInpaintPipeline,
     GlideScheduler,
-    build_glide_tokenizer,
 )
 
 TOLERANCE = 1e-3
@@ -67,7 +66,7 @@ def get_dummy_components():
     return {
         "unet": tiny_unet(SIZE, inpainting=True),
         "text_encoder": tiny_text_encoder(),
-        "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
+        "tokenizer": glide_tokenizer(),
         "scheduler": GlideScheduler(timestep_respacing="4"),
     }
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import (
     REFERENCE_DIR,
-    TOKENIZERS_DIR,
+    glide_tokenizer,
     load_reference,
     max_abs_diff,
     recorded_noise_scheduler,
@@ -21,7 +21,6 @@ from diffusers_glide import (
     GlidePipeline,
     GlideScheduler,
     GlideUpsamplePipeline,
-    build_glide_tokenizer,
 )
 
 TOLERANCE = 1e-3
@@ -122,7 +121,7 @@ def get_dummy_components(inpainting: bool = False):
     return {
         "unet": unet,
         "text_encoder": tiny_text_encoder(),
-        "tokenizer": build_glide_tokenizer(TOKENIZERS_DIR),
+        "tokenizer": glide_tokenizer(),
         "scheduler": GlideScheduler(beta_schedule="linear", timestep_respacing="fast27", sampler="ddim"),
     }
 

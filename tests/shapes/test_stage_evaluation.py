@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import fixtures_path, tiny_components, tiny_text_encoder
+from conftest import clip_tokenizer, tiny_components, tiny_text_encoder
 
 import diffusers_glide
 from diffusers_glide import GlideScheduler
@@ -236,7 +236,7 @@ def test_stage_functions_refuse_the_wrong_pipeline(inpaint_pipe, upsample_pipe, 
 
 
 def tiny_clip_components():
-    from diffusers_glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, build_clip_tokenizer
+    from diffusers_glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder
 
     torch.manual_seed(1)
     image_encoder = GlideCLIPImageEncoder(
@@ -248,7 +248,7 @@ def tiny_clip_components():
     return {
         "clip_image_encoder": image_encoder.eval(),
         "clip_text_encoder": text_encoder.eval(),
-        "clip_tokenizer": build_clip_tokenizer(fixtures_path("tokenizers")),
+        "clip_tokenizer": clip_tokenizer(),
     }
 
 
