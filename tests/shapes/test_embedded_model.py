@@ -39,10 +39,11 @@ def test_embedded_model_generates(pipe):
 
 
 def test_guidance_beats_the_unconditional_model_on_held_out_captions(pipe):
-    # 24 captions of (colour, shape, background) combinations never seen in training, one sample each; 25 ancestral
-    # steps, half the configured 50, score as the 50 do (guided 0.885 vs 0.882, unconditional 0.146 vs 0.135)
+    # 24 captions of (colour, shape, background) combinations never seen in training, one sample each; 10 ancestral
+    # steps instead of the configured 50 keep every margin wide (measured: guided 0.896 vs 0.882, unguided 0.819 vs
+    # 0.861, unconditional 0.184 vs 0.135)
     guided, unguided, unconditional = evaluate_pipeline(
-        pipe, guidance_scales=(3.0, 1.0), num_samples=1, num_inference_steps=25, seed=0
+        pipe, guidance_scales=(3.0, 1.0), num_samples=1, num_inference_steps=10, seed=0
     )
     assert unconditional.accuracy < 0.45, unconditional  # the chance level of the scorer
     assert guided.accuracy >= unconditional.accuracy + 0.35, (guided, unconditional)
