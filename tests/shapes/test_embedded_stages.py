@@ -10,6 +10,7 @@ from diffusers_glide import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePip
 from diffusers_glide.embedded import EMBEDDED_MODEL_KINDS, EMBEDDED_MODELS, EMBEDDED_ROOT, embedded_model_path
 from diffusers_glide.shapes import editing_evaluation as editing
 from diffusers_glide.shapes import stage_evaluation as stages
+from diffusers_glide.shapes.evaluate import evaluation_scenes, score_image, summarize
 
 CLIP_SCALE = 10.0  # the embedded CLIP needs a larger scale than the notebook's 3 (see its model card)
 MAX_SHIPPED_BYTES = 40 * 1000 * 1000  # the issue's budget for all embedded weights
@@ -87,17 +88,34 @@ def test_upsample_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
 
 
 def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
+    """The first two rows of the README's CLIP-guidance evaluation (`evaluate_clip_guidance`) on 12 held-out
+    captions, from its noise: the unconditional model, then CLIP guidance alone. Its other rows (classifier-free
+    guidance with and without CLIP) are not checked here, so these two pipeline calls are made directly; the
+    function itself is tested on tiny pipelines in test_stage_evaluation.py."""
+    scenes = evaluation_scenes()[:12]
+    empty = [""] * len(scenes)
+
+    def scored(name, **call):
+        generators = [torch.Generator().manual_seed(j) for j in range(len(scenes))]  # image j's seed, as there
+        images = base(
+            empty, **call, guidance_scale=1.0, num_inference_steps=STEPS, generator=generators, output_type="np"
+        ).images
+        checks = [
+            score_image(image / 255, scene) for image, scene in zip(stages.to_uint8(images), scenes, strict=True)
+        ]
+        return summarize(name, 1.0, False, checks)
+
     base.load_clip_guidance(embedded_model_path("clip"))
     try:
-        # only the first two runs are checked here; guidance_scale 1 makes the last two (classifier-free guidance
-        # with and without CLIP, the README's rows) single-batch runs
-        results = stages.evaluate_clip_guidance(
-            base, clip_guidance_scales=(CLIP_SCALE,), guidance_scale=1.0, limit=12, num_inference_steps=STEPS
+        unconditional = scored("unconditional (empty prompt)")
+        clip_guided = scored(
+            "CLIP guidance (empty prompt)",
+            clip_prompt=[scene.caption for scene in scenes],
+            clip_guidance_scale=CLIP_SCALE,
         )
     finally:
         for name in ("clip_image_encoder", "clip_text_encoder", "clip_tokenizer"):
             base.register_modules(**{name: None})
-    unconditional, clip_guided = results[0], results[1]
     assert unconditional.accuracy < 0.45, unconditional
     assert clip_guided.accuracy >= 0.5, clip_guided
 
