@@ -1,10 +1,11 @@
 """The `diffusers-glide` console script: generate / inpaint / upsample / convert / train, and its user errors.
 
-The end-to-end runs go through the INSTALLED script in a subprocess (each costs a few seconds of imports, so
-they are few and grouped); the argument and user-error cases, which stop before any model is loaded, call
-`diffusers_glide.cli.main` in-process and check its exit code and `error:` line. The samplers' defaults are checked
-in-process too, pixel for pixel against the pipelines called with the same sampler and steps (the same process
-runs both with the same threads, so their floating-point sums agree).
+A few runs go through the INSTALLED script in a subprocess: what only a fresh process shows (the entry point, no
+hub access with HF_HUB_OFFLINE=1, nothing on stderr: diffusers' warnings are printed once per process, so a run
+in this process could hide one). Each costs ~5 s of imports, so they are few and started together. Everything
+else calls `diffusers_glide.cli.main` in-process with the same arguments and checks its exit code, the paths it
+prints, its `error:` line and the images, pixel for pixel against the pipelines called with the same sampler and
+steps (on one thread, as the subprocesses, so their floating-point sums agree).
 """
 
 import os
@@ -66,16 +67,60 @@ def script() -> str:
     return found
 
 
-def run(script, *args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [script, *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, check=False, timeout=600
-    )
+def run_together(script, *commands: list, cwd) -> list[subprocess.CompletedProcess]:
+    """Runs of the installed script with each of `commands`' arguments, started together (each is mostly imports
+    on one thread) and waited for in order."""
+    started = [
+        subprocess.Popen(
+            [script, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd
+        )
+        for args in commands
+    ]
+    results = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=600)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
 
 
 def check_ok(result: subprocess.CompletedProcess) -> list[str]:
     """The written paths a successful run printed."""
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
+
+
+@pytest.fixture
+def one_thread():
+    """This process computes on one thread, as the subprocesses do (ENV), for the length of the test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def progress_bars_restored():
+    """`--no_progress` turns diffusers' progress bars off for the process; the next test gets them back."""
+    from diffusers.utils import logging as diffusers_logging
+
+    enabled = diffusers_logging.is_progress_bar_enabled()
+    yield
+    if enabled:
+        diffusers_logging.enable_progress_bar()
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """`diffusers-glide *args` in this process: (exit code, its stdout, its stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli_ok(capsys, *args) -> list[str]:
+    """The written paths a successful in-process run printed."""
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    return out.split()
 
 
 def png(path: Path, size: int) -> None:
@@ -97,7 +142,7 @@ def write_inputs(folder: Path) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Through the installed script
+# Through the installed script, and the same commands in-process
 
 
 def check_quiet(result: subprocess.CompletedProcess) -> list[str]:
@@ -106,11 +151,21 @@ def check_quiet(result: subprocess.CompletedProcess) -> list[str]:
     return check_ok(result)
 
 
-def test_generate_with_the_embedded_default(script, tmp_path):
+def test_generate_with_the_embedded_default(script, tmp_path, capsys, one_thread):
     args = ["generate", PROMPT, "--steps", 2, "--num_images", 2, "--no_progress"]
-    first = check_quiet(run(script, *args, "--seed", 0, "-o", tmp_path / "a.png", cwd=tmp_path))
-    again = check_quiet(run(script, *args, "--seed", 0, "-o", tmp_path / "b.png", cwd=tmp_path))
-    other = check_quiet(run(script, *args, "--seed", 1, "-o", tmp_path / "c.png", cwd=tmp_path))
+    # float16 runs on the CPU: the image, without diffusers' warning (printed once per module) that it cannot.
+    # One step: float16 convolutions are many times slower than float32 on a CPU without native half arithmetic.
+    first, half = run_together(
+        script,
+        [*args, "--seed", 0, "-o", tmp_path / "a.png"],
+        [*args[:2], "--dtype", "float16", "--steps", 1, "--no_progress", "-o", "half.png"],
+        cwd=tmp_path,
+    )
+    first, half = check_quiet(first), check_quiet(half)
+    assert half == ["half.png"]
+    png(tmp_path / "half.png", 32)
+    again = cli_ok(capsys, *args, "--seed", 0, "-o", tmp_path / "b.png")
+    other = cli_ok(capsys, *args, "--seed", 1, "-o", tmp_path / "c.png")
     assert first == [str(tmp_path / "a-0.png"), str(tmp_path / "a-1.png")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "a-0.png",
@@ -119,23 +174,21 @@ def test_generate_with_the_embedded_default(script, tmp_path):
         "b-1.png",
         "c-0.png",
         "c-1.png",
+        "half.png",
     ]
     for path in first + again + other:
         png(Path(path), 32)
     data = {Path(p).name: Path(p).read_bytes() for p in first + again + other}
-    assert data["a-0.png"] == data["b-0.png"] and data["a-1.png"] == data["b-1.png"]  # same seed
+    # same seed: the same PNG from the installed script and from this process
+    assert data["a-0.png"] == data["b-0.png"] and data["a-1.png"] == data["b-1.png"]
     assert data["a-0.png"] != data["c-0.png"] and data["a-1.png"] != data["c-1.png"]  # different seeds
     assert data["a-0.png"] != data["a-1.png"]
-    # float16 runs on the CPU: the image, without diffusers' warning (printed once per module) that it cannot
-    half = check_quiet(run(script, *args[:2], "--dtype", "float16", "--no_progress", "-o", "half.png", cwd=tmp_path))
-    assert half == ["half.png"]
-    png(tmp_path / "half.png", 32)
 
 
-def test_generate_with_model_and_upsampler(script, tmp_path, converted_folders):
+def test_generate_with_model_and_upsampler(tmp_path, converted_folders, capsys):
     output = tmp_path / "new" / "folder" / "corgi.png"
-    result = run(
-        script,
+    code, out, err = cli(
+        capsys,
         "generate",
         "a corgi",
         "--model",
@@ -150,37 +203,35 @@ def test_generate_with_model_and_upsampler(script, tmp_path, converted_folders):
         0,
         "-o",
         output,
-        cwd=tmp_path,
     )
+    assert code == 0, err
     # Progress bars are kept without --no_progress (tqdm writes them to stderr).
-    assert "2/2" in result.stderr
+    assert "2/2" in err
     low = output.with_name("corgi-low.png")
-    assert check_ok(result) == [str(low), str(output)]
+    assert out.split() == [str(low), str(output)]
     png(low, 32)  # the base model's size
     png(output, 64)  # the upsampler's size
 
 
-def test_generate_with_clip_guidance(script, tmp_path, converted_clip_folder):
+def test_generate_with_clip_guidance(tmp_path, converted_clip_folder, capsys):
     """--clip adds the noised CLIP to the embedded model (both 32x32) and guides with the notebook's scale 3."""
     args = ["generate", PROMPT, "--steps", 2, "--seed", 0, "--no_progress", "--clip", converted_clip_folder]
-    (written,) = check_ok(run(script, *args, "-o", tmp_path / "clip.png", cwd=tmp_path))
-    (unguided,) = check_ok(run(script, *args[:-2], "-o", tmp_path / "plain.png", cwd=tmp_path))
+    (written,) = cli_ok(capsys, *args, "-o", tmp_path / "clip.png")
+    (unguided,) = cli_ok(capsys, *args[:-2], "-o", tmp_path / "plain.png")
     pipe = GlidePipeline.from_pretrained(embedded_model_path())
     pipe.load_clip_guidance(converted_clip_folder)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # the default sampler
     expected = pipe(PROMPT, num_inference_steps=2, clip_guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
-    with PIL.Image.open(written) as image, PIL.Image.open(unguided) as plain:
-        pixels, plain_pixels = np.asarray(image).astype(int), np.asarray(plain).astype(int)
-    assert np.abs(pixels - np.asarray(expected.images[0]).astype(int)).max() <= 1  # uint8 rounding
-    assert np.abs(pixels - plain_pixels).max() > 0
+    assert np.array_equal(pixels(written), np.asarray(expected.images[0]))
+    assert np.abs(pixels(written).astype(int) - pixels(unguided)).max() > 0
 
 
-def test_inpaint_and_upsample(script, tmp_path, converted_folders):
+def test_inpaint_and_upsample(tmp_path, converted_folders, capsys, monkeypatch):
     inputs = write_inputs(tmp_path)
     common = ["--steps", 2, "--seed", 0, "--no_progress"]
-    result = run(
-        script,
+    written = cli_ok(
+        capsys,
         "inpaint",
         "a red square",
         "--image",
@@ -192,38 +243,31 @@ def test_inpaint_and_upsample(script, tmp_path, converted_folders):
         "-o",
         tmp_path / "inpainted.png",
         *common,
-        cwd=tmp_path,
     )
-    assert check_ok(result) == [str(tmp_path / "inpainted.png")]
+    assert written == [str(tmp_path / "inpainted.png")]
     png(tmp_path / "inpainted.png", 32)  # the model's size, not the 48x48 input's
 
-    result = run(
-        script,
-        "upsample",
-        "a red square",
-        "--image",
-        inputs["low"],
-        "--model",
-        converted_folders["upsample"],
-        *common,
-        cwd=tmp_path,
+    monkeypatch.chdir(tmp_path)
+    written = cli_ok(
+        capsys, "upsample", "a red square", "--image", inputs["low"], "--model", converted_folders["upsample"], *common
     )
-    assert check_ok(result) == ["glide-upsample.png"]  # the default output, in the working directory
+    assert written == ["glide-upsample.png"]  # the default output, in the working directory
     png(tmp_path / "glide-upsample.png", 64)
 
 
-def test_missing_model_folder_exits_with_2_and_one_error_line(script, tmp_path):
-    result = run(script, "generate", PROMPT, "--model", "/nonexistent/folder", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: /nonexistent/folder is neither a local pipeline folder nor a Hub repo id")
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_missing_model_folder_exits_with_2_and_one_error_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "generate", PROMPT, "--model", "/nonexistent/folder")
+    assert code == 2 and out == ""
+    assert err.startswith("error: /nonexistent/folder is neither a local pipeline folder nor a Hub repo id")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
-def test_convert(script, tmp_path):
+def test_convert(tmp_path, capsys):
     dump = tmp_path / "glide-upsample"
-    result = run(
-        script,
+    code, out, err = cli(
+        capsys,
         "convert",
         "--checkpoint_path",
         REFERENCE_DIR / "upsample.pt",
@@ -237,21 +281,20 @@ def test_convert(script, tmp_path):
         dump,
         "--dtype",
         "float16",
-        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
-    assert "Converted" in result.stdout and "float16" in result.stdout
+    assert code == 0, err
+    assert "Converted" in out and "float16" in out
     with safe_open(str(dump / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     pipe = GlideUpsamplePipeline.from_pretrained(dump, dtype=torch.float16)
     assert pipe.unet.dtype == torch.float16 and pipe.unet.config.super_resolution
 
 
-def test_train(script, tmp_path):
+def test_train(tmp_path, capsys):
     output_dir = tmp_path / "run"
-    result = run(script, "train", "--output_dir", output_dir, *TINY_TRAINING, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert str(output_dir / "pipeline") in result.stdout
+    code, out, err = cli(capsys, "train", "--output_dir", output_dir, *TINY_TRAINING)
+    assert code == 0, err
+    assert str(output_dir / "pipeline") in out
     pipe = GlidePipeline.from_pretrained(output_dir / "pipeline")
     assert pipe.unet.config.block_out_channels == [16, 32] and pipe.text_encoder.config.hidden_size == 32
     # The model card's reproduction command is the console script's.
@@ -590,58 +633,72 @@ def test_every_command_runs_offline_on_the_embedded_models(script, tmp_path):
     upsampler and noised CLIP."""
     inputs = write_inputs(tmp_path)
     common = ["--seed", 0, "--no_progress", "--steps", 2]
-    (inpainted,) = check_quiet(
-        run(script, "inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], *common, "-o",
-            tmp_path / "inpainted.png", cwd=tmp_path)
-    )  # fmt: skip
-    png(Path(inpainted), 32)
-    (upsampled,) = check_quiet(
-        run(script, "upsample", PROMPT, "--image", inpainted, *common, "-o", tmp_path / "up.png", cwd=tmp_path)
-    )
-    png(Path(upsampled), 128)
     rng = np.random.default_rng(1)
     big, big_mask = tmp_path / "big.png", tmp_path / "big_mask.png"
     PIL.Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(big)
     mask = np.zeros((128, 128), np.uint8)
     mask[32:96, 40:100] = 255
     PIL.Image.fromarray(mask).save(big_mask)
-    (edited,) = check_quiet(
-        run(script, "upsample", PROMPT, "--image", inpainted, "--inpaint_image", big, "--mask", big_mask,
-            *common, "-o", tmp_path / "edit.png", cwd=tmp_path)
+    results = run_together(
+        script,
+        ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], *common, "-o", "inpainted.png"],
+        ["upsample", PROMPT, "--image", inputs["low"], *common, "-o", "up.png"],
+        ["upsample", PROMPT, "--image", inputs["low"], "--inpaint_image", big, "--mask", big_mask, *common, "-o",
+         "edit.png"],
+        ["generate", PROMPT, "--upsampler", "default", "--upsample_steps", 2, "--clip", "default", *common, "-o",
+         "cascade.png"],
+        cwd=tmp_path,
     )  # fmt: skip
-    with PIL.Image.open(edited) as image, PIL.Image.open(big) as original:
+    inpainted, upsampled, edited, written = map(check_quiet, results)
+    assert (inpainted, upsampled, edited) == (["inpainted.png"], ["up.png"], ["edit.png"])
+    png(tmp_path / "inpainted.png", 32)
+    png(tmp_path / "up.png", 128)
+    with PIL.Image.open(tmp_path / "edit.png") as image, PIL.Image.open(big) as original:
         kept = mask == 0
         assert (np.asarray(image)[kept] == np.asarray(original)[kept]).all()  # the upsample-inpaint model's
         assert (np.asarray(image)[~kept] != np.asarray(original)[~kept]).any()
-    written = check_quiet(
-        run(script, "generate", PROMPT, "--upsampler", "default", "--upsample_steps", 2, "--clip", "default",
-            *common, "-o", tmp_path / "cascade.png", cwd=tmp_path)
-    )  # fmt: skip
-    assert written == [str(tmp_path / "cascade-low.png"), str(tmp_path / "cascade.png")]
-    png(Path(written[0]), 32)
-    png(Path(written[1]), 128)
+    assert written == ["cascade-low.png", "cascade.png"]
+    png(tmp_path / written[0], 32)
+    png(tmp_path / written[1], 128)
 
 
-def test_img2img_inpaint_strength_and_iterative_edit_on_the_embedded_models(script, tmp_path):
+def test_img2img_inpaint_strength_and_iterative_edit_on_the_embedded_models(tmp_path, capsys):
     common = ["--seed", 0, "--no_progress"]
     rng = np.random.default_rng(2)
     start = tmp_path / "start.png"
     PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(start)
 
     # img2img at strength 1 is text-to-image from the same seed: the same PNG
-    (full,) = check_ok(
-        run(script, "img2img", PROMPT, "--image", start, "--strength", 1, "--steps", 4, *common, "-o",
-            tmp_path / "full.png", cwd=tmp_path)
-    )  # fmt: skip
-    (generated,) = check_ok(
-        run(script, "generate", PROMPT, "--steps", 4, *common, "-o", tmp_path / "gen.png", cwd=tmp_path)
+    (full,) = cli_ok(
+        capsys,
+        "img2img",
+        PROMPT,
+        "--image",
+        start,
+        "--strength",
+        1,
+        "--steps",
+        4,
+        *common,
+        "-o",
+        tmp_path / "full.png",
     )
-    with PIL.Image.open(full) as a, PIL.Image.open(generated) as b:
-        assert np.array_equal(np.asarray(a), np.asarray(b))
-    (partial,) = check_ok(
-        run(script, "img2img", PROMPT, "--image", start, "--strength", 0.5, "--steps", 4, *common, "-o",
-            tmp_path / "half.png", cwd=tmp_path)
-    )  # fmt: skip
+    (generated,) = cli_ok(capsys, "generate", PROMPT, "--steps", 4, *common, "-o", tmp_path / "gen.png")
+    assert np.array_equal(pixels(full), pixels(generated))
+    (partial,) = cli_ok(
+        capsys,
+        "img2img",
+        PROMPT,
+        "--image",
+        start,
+        "--strength",
+        0.5,
+        "--steps",
+        4,
+        *common,
+        "-o",
+        tmp_path / "half.png",
+    )
     png(Path(partial), 32)
 
     masks = []
@@ -650,20 +707,19 @@ def test_img2img_inpaint_strength_and_iterative_edit_on_the_embedded_models(scri
         mask[top : top + 12, left : left + 12] = 255
         masks.append(mask)
         PIL.Image.fromarray(mask).save(tmp_path / f"m{k}.png")
-    (inpainted,) = check_ok(
-        run(script, "inpaint", PROMPT, "--image", start, "--mask", tmp_path / "m0.png", "--strength", 0.5,
-            "--steps", 4, *common, "-o", tmp_path / "sketch.png", cwd=tmp_path)
+    (inpainted,) = cli_ok(
+        capsys, "inpaint", PROMPT, "--image", start, "--mask", tmp_path / "m0.png", "--strength", 0.5,
+        "--steps", 4, *common, "-o", tmp_path / "sketch.png",
     )  # fmt: skip
     png(Path(inpainted), 32)
 
-    written = check_ok(
-        run(script, "edit", "--image", start, "--edit", tmp_path / "m0.png", "a red square on a white background",
-            "--edit", tmp_path / "m1.png", "a blue circle on a white background", 0.8, "--save_steps",
-            "--steps", 4, *common, "-o", tmp_path / "edited.png", cwd=tmp_path)
+    written = cli_ok(
+        capsys, "edit", "--image", start, "--edit", tmp_path / "m0.png", "a red square on a white background",
+        "--edit", tmp_path / "m1.png", "a blue circle on a white background", 0.8, "--save_steps",
+        "--steps", 4, *common, "-o", tmp_path / "edited.png",
     )  # fmt: skip
     assert written == [str(tmp_path / "edited-step1.png"), str(tmp_path / "edited.png")]
-    with PIL.Image.open(start) as a, PIL.Image.open(written[0]) as b, PIL.Image.open(written[1]) as c:
-        original, step1, final = np.asarray(a), np.asarray(b), np.asarray(c)
+    original, step1, final = pixels(start), pixels(written[0]), pixels(written[1])
     outside_both = (masks[0] == 0) & (masks[1] == 0)
     assert np.array_equal(final[outside_both], original[outside_both])
     assert np.array_equal(step1[masks[0] == 0], original[masks[0] == 0])
