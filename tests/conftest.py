@@ -12,6 +12,22 @@ from safetensors.torch import load_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# `pytest` runs the tests in pytest-xdist workers (setup.cfg's addopts), one per core. Every worker, and every process
+# its tests start, computes on one thread: the workers already fill the cores, and OpenMP threads competing for them
+# make small operators many times slower. One thread everywhere also lets a test compare a subprocess's pixels with
+# its own (differently threaded kernels sum in a different order).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+MAX_WORKERS = 8  # each worker holds its own models (~1 GB at the peak of the heaviest tests)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core this process may use, at most MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
 
 FIXTURES_ENV_VAR = "GLIDE_FIXTURES_DIR"
 

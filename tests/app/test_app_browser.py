@@ -20,6 +20,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from diffusers_glide import GlideImg2ImgPipeline, GlidePipeline, GlideUpsamplePipeline, embedded_model_path
 
+# Under pytest-xdist the app server tests share one worker, so one app server (and one Chromium) is started.
+pytestmark = pytest.mark.xdist_group("app_server")
+
 PROMPT = "a red circle on a blue background"
 SCREENSHOTS_ENV_VAR = "GLIDE_APP_SCREENSHOTS"
 TIMEOUT = 120  # seconds for one pipeline call on a busy 2-core machine

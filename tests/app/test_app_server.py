@@ -9,6 +9,9 @@ from diffusers_glide.app import launch_options
 from diffusers_glide.app.server import file_size_bytes, upload_guard_js
 from diffusers_glide.cli import main
 
+# Under pytest-xdist the app server tests share one worker, so one app server (and one Chromium) is started.
+pytestmark = pytest.mark.xdist_group("app_server")
+
 
 def test_launch_options_serve_this_machine_only_without_a_share_link():
     options = launch_options()
