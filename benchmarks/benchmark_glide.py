@@ -147,7 +147,7 @@ def _load(stage: str, folder: Path, dtype: torch.dtype, device: torch.device, ar
     pipe = pipeline_class.from_pretrained(folder, dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     if args.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.unet.to_channels_last()  # one copy of the weights (see GlideUNet2DModel.to_channels_last)
     if args.compile:
         pipe.unet = torch.compile(pipe.unet)
     return pipe

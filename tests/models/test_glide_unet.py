@@ -1,8 +1,11 @@
 """GlideUNet2DModel: parity with the reference UNet for all four variants, dtypes, checkpointing, attention slicing,
 config and input errors."""
 
+import gc
 import json
+import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -392,3 +395,29 @@ def test_channels_last_gives_the_reference_output(converted_folders, model_type)
         out = unet(sample, ref["timesteps"], states, **_conditioning(ref)).sample
     diff = max_abs_diff(out, ref["out"])
     assert diff <= 1e-4, f"{model_type} channels-last: max abs diff {diff}"
+
+
+def _mapped_files() -> set[str]:
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        return {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mappings from Linux's /proc")
+def test_to_channels_last_keeps_one_copy_of_the_weights(converted_folders, tmp_path):
+    """The method converts like `.to(memory_format=torch.channels_last)` and copies the weights it leaves in place
+    out of the memory-mapped safetensors file, which is then no longer mapped (so its pages are not held too)."""
+    folder = shutil.copytree(converted_folders["base"], tmp_path / "base")  # mapped by this test alone
+    weights = str(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    unet, text_encoder = _load(folder)
+    assert weights in _mapped_files()  # from_pretrained memory-maps the file
+    assert unet.to_channels_last() is unet
+    gc.collect()
+    assert weights not in _mapped_files()
+    four_d = [name for name, param in unet.named_parameters() if param.ndim == 4]
+    assert four_d and all(unet.get_parameter(name).is_contiguous(memory_format=torch.channels_last) for name in four_d)
+    ref, _ = load_reference("base.forward")
+    with torch.no_grad():
+        states = text_encoder(ref["tokens"], attention_mask=ref["mask"]).last_hidden_state
+        out = unet(ref["x"].to(memory_format=torch.channels_last), ref["timesteps"], states).sample
+    diff = max_abs_diff(out, ref["out"])
+    assert diff <= 1e-4, f"to_channels_last: max abs diff {diff}"
