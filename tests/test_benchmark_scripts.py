@@ -159,3 +159,19 @@ def test_bad_arguments_are_clear_errors(gpu_check, tmp_path, capsys, arguments, 
     assert exit_info.value.code == 2
     assert f"error: {message}\n" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_activation_memory_counts_the_parameters_of_the_full_size_upsampler(monkeypatch):
+    """activation_memory.py's count (shapes only, no arithmetic) holds exactly the parameter bytes of the model it
+    builds, and activations that grow with the image."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    from accelerate import init_empty_weights
+    from activation_memory import MIB, counted, unet_config
+
+    from diffusers_glide import GlideUNet2DModel
+
+    with init_empty_weights():
+        parameters = sum(p.numel() for p in GlideUNet2DModel(**unet_config("upsample")).parameters())
+    small, large = counted("upsample", torch.bfloat16, size=64), counted("upsample", torch.bfloat16, size=128)
+    assert small["parameters_mib"] == round(2 * parameters / MIB, 1) == large["parameters_mib"]
+    assert 0 < small["activations_mib"] < large["activations_mib"]

@@ -485,7 +485,7 @@ class GlideUNet2DModel(ModelMixin, ConfigMixin):
         `self.to(memory_format=torch.channels_last)` alone copies the convolution weights. After `from_pretrained`,
         whose safetensors weights are memory-mapped, the other weights still point into the mapped file, which
         keeps the file's pages, the original convolution weights included, in the process's resident memory: both
-        full-size stages in bfloat16 then hold 2.34 GB instead of 1.95 GB (`benchmarks/README.md`). This method
+        full-size stages in bfloat16 then hold 2.23 GiB instead of 1.58 GiB (`benchmarks/README.md`). This method
         also copies every weight that the conversion left in place, so that the file is no longer mapped.
         """
         tensors = [*self.parameters(), *self.buffers()]
