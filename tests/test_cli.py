@@ -668,37 +668,15 @@ def test_img2img_inpaint_strength_and_iterative_edit_on_the_embedded_models(tmp_
     start = tmp_path / "start.png"
     PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(start)
 
+    def img2img(strength, name):
+        return cli_ok(capsys, "img2img", PROMPT, "--image", start, "--strength", strength, "--steps", 4, *common,
+                      "-o", tmp_path / name)  # fmt: skip
+
     # img2img at strength 1 is text-to-image from the same seed: the same PNG
-    (full,) = cli_ok(
-        capsys,
-        "img2img",
-        PROMPT,
-        "--image",
-        start,
-        "--strength",
-        1,
-        "--steps",
-        4,
-        *common,
-        "-o",
-        tmp_path / "full.png",
-    )
+    (full,) = img2img(1, "full.png")
     (generated,) = cli_ok(capsys, "generate", PROMPT, "--steps", 4, *common, "-o", tmp_path / "gen.png")
     assert np.array_equal(pixels(full), pixels(generated))
-    (partial,) = cli_ok(
-        capsys,
-        "img2img",
-        PROMPT,
-        "--image",
-        start,
-        "--strength",
-        0.5,
-        "--steps",
-        4,
-        *common,
-        "-o",
-        tmp_path / "half.png",
-    )
+    (partial,) = img2img(0.5, "half.png")
     png(Path(partial), 32)
 
     masks = []
