@@ -22,7 +22,6 @@ as they would be saved.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -330,12 +329,9 @@ def _glide(sampler: str) -> Callable:
 
 
 def _dpm_solver_pp(config):
-    from diffusers import DPMSolverMultistepScheduler
+    from ..samplers import DPM_SOLVER, build_scheduler
 
-    # only the keys it takes (GlideScheduler's `timestep_respacing`, `sampler`, `eta` would be ignored with a warning)
-    accepted = inspect.signature(DPMSolverMultistepScheduler.__init__).parameters
-    config = {key: value for key, value in dict(config).items() if key in accepted or key.startswith("_")}
-    return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+    return build_scheduler(config, DPM_SOLVER)  # quietly, as the command line builds it
 
 
 DEFAULT_SAMPLERS: tuple[Sampler, ...] = (
