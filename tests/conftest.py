@@ -20,7 +20,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-MAX_WORKERS = 8  # each worker holds its own models (~1 GB at the peak of the heaviest tests)
+
+@pytest.fixture
+def one_thread():
+    """This process computes on one thread for the length of the test, as subprocesses started with
+    OMP_NUM_THREADS=1 do: another thread count splits the kernels' sums differently, which moves pixels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MAX_WORKERS = 8  # each worker holds its own models (1.1 GB at the peak measured with 2 workers)
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

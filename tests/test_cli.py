@@ -89,15 +89,6 @@ def check_ok(result: subprocess.CompletedProcess) -> list[str]:
     return result.stdout.split()
 
 
-@pytest.fixture
-def one_thread():
-    """This process computes on one thread, as the subprocesses do (ENV), for the length of the test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def progress_bars_restored():
     """`--no_progress` turns diffusers' progress bars off for the process; the next test gets them back."""

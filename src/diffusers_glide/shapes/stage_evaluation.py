@@ -22,6 +22,7 @@ as they would be saved.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..samplers import ANCESTRAL, DDIM, DPM_SOLVER, build_scheduler
 from ..variants import variant_of_unet_config
 from .dataset import COLORS, SHAPES, ShapeScene, render_scene, shape_mask
 from .evaluate import EvaluationResult, evaluation_scenes, score_image, summarize
@@ -319,26 +321,16 @@ class Sampler(NamedTuple):
     call_kwargs: dict
 
 
-def _glide(sampler: str) -> Callable:
-    def make(config):
-        from ..schedulers import GlideScheduler
-
-        return GlideScheduler.from_config(config, sampler=sampler)
-
-    return make
-
-
-def _dpm_solver_pp(config):
-    from ..samplers import DPM_SOLVER, build_scheduler
-
-    return build_scheduler(config, DPM_SOLVER)  # quietly, as the command line builds it
+def _built(sampler: str) -> Callable:
+    """The scheduler of `sampler` (`diffusers_glide.samplers`) from a config, built as the command line builds it."""
+    return functools.partial(build_scheduler, sampler=sampler)
 
 
 DEFAULT_SAMPLERS: tuple[Sampler, ...] = (
-    Sampler("ddim-fast27", _glide("ddim"), {"respacing": "fast27"}),
-    Sampler("ddpm-50", _glide("ddpm"), {"respacing": "50"}),
-    Sampler("ddpm-100", _glide("ddpm"), {"respacing": "100"}),
-    *(Sampler(f"dpm++-{steps}", _dpm_solver_pp, {"num_inference_steps": steps}) for steps in (5, 10, 15, 20)),
+    Sampler("ddim-fast27", _built(DDIM), {"respacing": "fast27"}),
+    Sampler("ddpm-50", _built(ANCESTRAL), {"respacing": "50"}),
+    Sampler("ddpm-100", _built(ANCESTRAL), {"respacing": "100"}),
+    *(Sampler(f"dpm++-{steps}", _built(DPM_SOLVER), {"num_inference_steps": steps}) for steps in (5, 10, 15, 20)),
 )
 SAMPLER_NAMES: tuple[str, ...] = tuple(sampler.name for sampler in DEFAULT_SAMPLERS)
 
