@@ -67,6 +67,17 @@ def use_sampler(pipe, sampler: str) -> None:
     pipe.scheduler = build_scheduler(pipe.scheduler.config, sampler)
 
 
+def steps_range(config, sampler: str) -> tuple[int, int]:
+    """The step counts `sampler` runs on a model whose scheduler has `config`: GLIDE's samplers 2 to
+    `num_train_timesteps`; DPM-Solver++ 1 to the most for which its timesteps stay distinct (999 of 1000: see
+    `check_distinct_timesteps`)."""
+    if sampler in _GLIDE_SAMPLERS:
+        return 2, config.num_train_timesteps
+    from .pipelines.checks import most_distinct_steps
+
+    return 1, most_distinct_steps(build_scheduler(config, sampler))
+
+
 def sampling_steps(sampler: str, steps: int | None, fast_steps: int) -> int | None:
     """The `num_inference_steps` to run `sampler` with: `steps` when given, else `fast_steps` for DPM-Solver++ and
     None (the scheduler's configured respacing) for GLIDE's samplers."""

@@ -179,6 +179,23 @@ def test_non_finite_weights_stop_at_the_first_step():
         pipe(**tiny_inputs("base-inpaint"))
 
 
+@pytest.mark.parametrize("steps, repeated", [(1000, 500), (5000, 999)])
+def test_a_step_count_that_repeats_a_timestep_is_refused_before_the_unet_runs(steps, repeated):
+    # DPM-Solver++ at 1000 steps gave "NaN at step 501": two of its timesteps were 500, a step of zero length
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe = tiny_pipeline()
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    calls = poison_unet_call(pipe, 0)  # counts the calls, poisons none
+    message = (
+        f"`num_inference_steps`={steps} is too many for DPMSolverMultistepScheduler: its timesteps would visit "
+        f"{repeated} twice (a step of zero length). With this model's 1000 training timesteps it runs 1 to 999 steps."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipe(**tiny_inputs(num_inference_steps=steps))
+    assert calls == []
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Image and mask values
 

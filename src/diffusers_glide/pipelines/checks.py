@@ -1,6 +1,7 @@
 """Checks of pipeline arguments that every GLIDE pipeline shares, each with an error naming the argument, the value
 received and what was expected; and the guard that keeps two calls of one pipeline object from overlapping."""
 
+import copy
 import functools
 import math
 import numbers
@@ -100,3 +101,45 @@ def check_prediction_type(unet_config, scheduler_config) -> None:
             f"{prediction_type!r}: use prediction_type='sample' (`SchedulerClass.from_config(pipe.scheduler.config)` "
             "keeps it)."
         )
+
+
+def _distinct_timesteps(scheduler) -> bool:
+    timesteps = scheduler.timesteps
+    return bool((timesteps[:-1] > timesteps[1:]).all())
+
+
+def most_distinct_steps(scheduler) -> int:
+    """The most `num_inference_steps` for which the diffusers scheduler `scheduler` visits distinct timesteps.
+
+    Found by bisection on a copy (`set_timesteps` changes the scheduler): the schedulers' spacings ("linspace",
+    "leading", "trailing") repeat a timestep for every count above some limit and for none below it.
+    """
+    trial = copy.deepcopy(scheduler)
+    low, high = 1, scheduler.config.num_train_timesteps
+    while low < high:
+        middle = (low + high + 1) // 2
+        trial.set_timesteps(middle)
+        if _distinct_timesteps(trial):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def check_distinct_timesteps(scheduler, num_inference_steps: int) -> None:
+    """Refuse a step count for which a diffusers scheduler visits one timestep twice.
+
+    diffusers rounds evenly spaced real timesteps to integers: DPM-Solver++ ("linspace" spacing) spreads N + 1 points
+    over [0, T - 1] and drops the last, so N = T (1000) puts two on timestep 500, and its multistep update divides by
+    the zero step between them: NaN from there on. Called after `set_timesteps`, before any model call.
+    """
+    if _distinct_timesteps(scheduler):
+        return
+    timesteps = scheduler.timesteps.tolist()
+    repeated = next(t for t, following in zip(timesteps, timesteps[1:]) if following >= t)
+    raise ValueError(
+        f"`num_inference_steps`={num_inference_steps} is too many for {type(scheduler).__name__}: its timesteps "
+        f"would visit {repeated} twice (a step of zero length). With this model's "
+        f"{scheduler.config.num_train_timesteps} training timesteps it runs 1 to {most_distinct_steps(scheduler)} "
+        "steps."
+    )

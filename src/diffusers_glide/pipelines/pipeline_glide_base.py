@@ -29,7 +29,14 @@ from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..schedulers import GlideScheduler
 from ..tokenization import prompt_list, tokenize_prompts
 from ..variants import PIPELINE_CLASSES, models_pipeline_class, variant_of_unet_config
-from .checks import check_generator, check_hub_id, check_number, check_prediction_type, check_tensor
+from .checks import (
+    check_distinct_timesteps,
+    check_generator,
+    check_hub_id,
+    check_number,
+    check_prediction_type,
+    check_tensor,
+)
 from .guidance_interval import guided_steps
 from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
 from .image_processing import GlideImageProcessor
@@ -441,7 +448,9 @@ class GlideBasePipeline(DiffusionPipeline):
         if timesteps is not None:
             self.scheduler.set_timesteps(timesteps=timesteps, device=device)
         else:
-            self.scheduler.set_timesteps(num_inference_steps or 50, device=device)
+            num_inference_steps = num_inference_steps or 50
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+            check_distinct_timesteps(self.scheduler, num_inference_steps)
         return self.scheduler.timesteps
 
     def _predict(self, latents: torch.Tensor, t, batch: _UNetBatch, guided: bool = True) -> torch.Tensor:
