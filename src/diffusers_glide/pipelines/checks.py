@@ -3,6 +3,7 @@ received and what was expected; and the guard that keeps two calls of one pipeli
 
 import copy
 import functools
+import itertools
 import math
 import numbers
 import os
@@ -136,7 +137,7 @@ def check_distinct_timesteps(scheduler, num_inference_steps: int) -> None:
     if _distinct_timesteps(scheduler):
         return
     timesteps = scheduler.timesteps.tolist()
-    repeated = next(t for t, following in zip(timesteps, timesteps[1:]) if following >= t)
+    repeated = next(t for t, following in itertools.pairwise(timesteps) if following >= t)
     raise ValueError(
         f"`num_inference_steps`={num_inference_steps} is too many for {type(scheduler).__name__}: its timesteps "
         f"would visit {repeated} twice (a step of zero length). With this model's "
