@@ -14,17 +14,28 @@ from PIL import EpsImagePlugin
 EXIF_ORIENTATION = 0x0112
 
 
+def _png(path: Path, width: int, height: int, colour_type: int, data: bytes) -> Path:
+    def chunk(kind: bytes, content: bytes) -> bytes:
+        return struct.pack(">I", len(content)) + kind + content + struct.pack(">I", zlib.crc32(kind + content))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
 def png_declaring(path: Path, width: int, height: int) -> Path:
     """A PNG of ~100 bytes whose header declares `width` x `height` RGBA pixels (its data is a few empty rows):
     what a decompression bomb looks like before decoding."""
+    return _png(path, width, height, 6, zlib.compress(b"\0" * 1000))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    data = zlib.compress(b"\0" * 1000)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-    return path
+def png_bomb(path: Path, side: int = 13000) -> Path:
+    """A complete, valid PNG of `side` x `side` black grey-scale pixels: 164 KB that decode to 169 MB at 13000 (the
+    fuzzing pass's editor layer). Made in ~1 s."""
+    compressor = zlib.compressobj()
+    rows = b"\0" * ((side + 1) * 1000)  # each row: its filter byte and `side` pixels
+    data = b"".join(compressor.compress(rows[: (side + 1) * min(1000, side - start)]) for start in range(0, side, 1000))
+    return _png(path, side, side, 0, data + compressor.flush())
 
 
 def eps_writing(path: Path, marker: Path) -> Path:
