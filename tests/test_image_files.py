@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
+import PIL.ImageFile
 import pytest
 from image_file_makers import (
     eps_looping,
