@@ -490,7 +490,7 @@ USER_ERRORS = {
             "--model",
             folders["upsample"],
         ],
-        ["cannot read image", "model_index.json"],
+        ["model_index.json is not a PNG, JPEG, WebP, BMP, GIF or TIFF image."],
     ),
     "--clip folder of something else": (
         lambda tmp, folders, inputs: ["generate", PROMPT, "--clip", folders["base"]],

@@ -614,19 +614,19 @@ def _save(images, paths: list[Path]) -> None:
 
 
 def _read_image(path: Path, what: str) -> PIL.Image.Image:
-    """The image file as Pillow opens it (any mode and bit depth: the pipelines convert it)."""
-    import PIL.Image
+    """The image file through the package's image gate (`image_files.read_image`: PNG, JPEG, WebP, BMP, GIF or
+    TIFF by its bytes, its pixel count checked before decoding, upright as its EXIF orientation says), in any mode
+    and bit depth: the pipelines convert it."""
+    from .image_files import ImageFileError, read_image
 
     if not path.exists():
         raise FileNotFoundError(f"{what} file not found: {path}")
     if not path.is_file():
         raise CLIError(f"{what} {path} is not a file.")
     try:
-        with PIL.Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise CLIError(f"cannot read {what} {path} as an image: {_one_line(error)}") from error
+        return read_image(path, f"{what} {path}")
+    except ImageFileError as error:
+        raise CLIError(str(error)) from None
 
 
 def _dtype(args) -> torch.dtype:

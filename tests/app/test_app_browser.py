@@ -254,7 +254,7 @@ def test_bad_input_shows_a_message_and_the_server_keeps_serving(page, tmp_path):
     page.upload("img2img-image", tmp_path / "notes.png")
     page.type("img2img-prompt", "a green square")
     page.click("img2img-button")
-    page.wait_message("The uploaded image cannot be read: it is not an image file that Pillow opens")
+    page.wait_message("The image is not a PNG, JPEG, WebP, BMP, GIF or TIFF image.")
 
     (tmp_path / "huge.png").write_bytes(os.urandom(11_000_000))  # over the 10 MB upload limit
     page.open_tab("Upscale", "upscale")

@@ -167,6 +167,10 @@ def test_random_seed_is_reported_and_reproduces_the_image(app):
         ({"sampler": "Euler"}, "Unknown sampler 'Euler'; choose one of: " + ", ".join(SAMPLERS) + "."),
         ({"seed": -1}, "Seed must be between 0 and 4.29497e+09, got -1."),
         ({"seed": "abc"}, "Seed must be a number, got 'abc'."),
+        ({"seed": "9" * 100}, f"Seed must be between 0 and 4.29497e+09, got {'9' * 32}... (100 characters)."),
+        ({"random_seed": "false"}, "Random seed must be true or false, got 'false'."),
+        ({"upsample": 1}, "Upsample must be true or false, got 1."),
+        ({"sampler": ["Euler"]}, "Unknown sampler ['Euler']; choose one of: " + ", ".join(SAMPLERS) + "."),
         ({"clip_guidance_scale": -1}, "CLIP guidance scale must be between 0 and 30, got -1."),
         ({"upsample": True, "upsample_steps": 0}, "Upsampling steps must be between 1 and 1000, got 0."),
     ],
@@ -281,7 +285,7 @@ def test_a_thin_stroke_on_a_large_image_still_marks_the_pixels_it_crosses(tmp_pa
             "no-stroke",
             "Paint over the region to repaint with the brush first: no brush stroke was found on the image.",
         ),
-        ("not-an-image", "The uploaded image cannot be read: it is not an image file that Pillow opens"),
+        ("not-an-image", "The image is not a PNG, JPEG, WebP, BMP, GIF or TIFF image."),
     ],
 )
 def test_edit_refuses_missing_images_and_masks_with_a_message(app, tmp_path, value, message):
@@ -356,7 +360,7 @@ def test_uploads_refuse_huge_and_unreadable_files(app, tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(gr.Error) as excinfo:
         app.upscale(str(tmp_path / "bad.png"), PROMPT, 4, DPM_SOLVER, 0, False)
-    assert "cannot be read" in _message(excinfo)
+    assert _message(excinfo) == "The image is not a PNG, JPEG, WebP, BMP, GIF or TIFF image."
     PIL.Image.new("L", (5000, 4000)).save(tmp_path / "huge.png")  # 20 MP, a few kB of PNG
     with pytest.raises(gr.Error) as excinfo:
         app.img2img(str(tmp_path / "huge.png"), PROMPT, "", 0.5, 3.0, 5, ANCESTRAL, 0, False, 1)

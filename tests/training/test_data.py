@@ -4,6 +4,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from image_file_makers import eps_writing, exif_rotated_jpeg, fake_ghostscript, png_declaring, upright_picture
 
 from diffusers_glide.training.data import (
     HFImageCaptionDataset,
@@ -69,8 +70,49 @@ def test_folder_errors(tmp_path):
 def test_corrupt_image_is_reported(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     (tmp_path / "bad.txt").write_text("caption")
-    with pytest.raises(ValueError, match="Could not read training image .*bad.png"):
+    with pytest.raises(ValueError) as excinfo:
         ImageCaptionFolder(tmp_path, 8)[0]
+    path = str(tmp_path / "bad.png")
+    assert str(excinfo.value) == f"Training image {path!r} is not a PNG, JPEG, WebP, BMP, GIF or TIFF image."
+
+
+def test_folder_images_go_through_the_image_gate(tmp_path, monkeypatch):
+    ran = fake_ghostscript(monkeypatch, tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    eps_writing(data / "a.png", tmp_path / "written-by-postscript")
+    png_declaring(data / "b.png", 30000, 30000)
+    exif_rotated_jpeg(data / "c.jpg", upright_picture(48, 48), orientation=6)
+    for name in ("a", "b", "c"):
+        (data / f"{name}.txt").write_text("caption")
+    dataset = ImageCaptionFolder(data, 48, center_crop=False)
+    with pytest.raises(ValueError, match=r"a.png' is not a PNG, JPEG, WebP, BMP, GIF or TIFF image \(it is EPS\)\.$"):
+        dataset[0]
+    with pytest.raises(ValueError, match=r"b.png' is 900000000 pixels: too large \(at most 8192x8192 pixels\)\.$"):
+        dataset[1]
+    upright = image_to_tensor(PIL.Image.fromarray(upright_picture(48, 48)), 48, center_crop=False)
+    assert (dataset[2]["pixel_values"] - upright).abs().max() < 0.1  # as the photo is shown, not as stored
+    assert not ran.exists()
+
+
+def test_hugging_face_image_columns_are_decoded_through_the_image_gate(tmp_path, monkeypatch):
+    import datasets
+
+    ran = fake_ghostscript(monkeypatch, tmp_path)
+    eps = eps_writing(tmp_path / "x.eps", tmp_path / "written-by-postscript").read_bytes()
+    photo = exif_rotated_jpeg(tmp_path / "photo.jpg", upright_picture(48, 48), orientation=8).read_bytes()
+    images = [{"bytes": photo, "path": None}, {"bytes": eps, "path": "x.png"}]
+    dataset = datasets.Dataset.from_dict({"image": images, "text": ["a", "b"]}).cast_column("image", datasets.Image())
+    wrapped = HFImageCaptionDataset(dataset, 48, center_crop=False)
+    assert wrapped.dataset.features["image"].decode is False  # `datasets` would decode with any Pillow format
+    upright = image_to_tensor(PIL.Image.fromarray(upright_picture(48, 48)), 48, center_crop=False)
+    assert (wrapped[0]["pixel_values"] - upright).abs().max() < 0.1
+    with pytest.raises(ValueError) as excinfo:
+        wrapped[1]
+    assert str(excinfo.value) == (
+        "Image 1 (x.png) of column 'image' is not a PNG, JPEG, WebP, BMP, GIF or TIFF image (it is EPS)."
+    )
+    assert not ran.exists()
 
 
 def test_hugging_face_dataset():

@@ -31,19 +31,33 @@ class Cancelled(Exception):
     """Raised inside the denoising loop when the user pressed Stop."""
 
 
+def shown(value, repr_: bool = False) -> str:
+    """`value` for a message, cut short: the API sends anything."""
+    text = repr(value) if repr_ else str(value)
+    return text if len(text) <= 40 else f"{text[:32]}... ({len(text)} characters)"
+
+
 def _number(value, name: str, low: float, high: float, integer: bool = False):
-    """`value` checked against the control's limits (the page enforces them too, the API does not)."""
+    """`value` checked against the control's limits (the page enforces them too, the API does not: the controls
+    hand over what was sent, see `raw_inputs.py`)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"{name} must be a number, got {shown(value, repr_=True)}.") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise gr.Error(f"{name} must be between {low:g} and {high:g}, got {value}.")
+        raise gr.Error(f"{name} must be between {low:g} and {high:g}, got {shown(value)}.")
     if integer:
         if number != int(number):
-            raise gr.Error(f"{name} must be a whole number, got {value}.")
+            raise gr.Error(f"{name} must be a whole number, got {shown(value)}.")
         return int(number)
     return number
+
+
+def _flag(value, name: str) -> bool:
+    """A checkbox's value: true or false (the API could send any JSON value, and "false" is a true string)."""
+    if not isinstance(value, bool):
+        raise gr.Error(f"{name} must be true or false, got {shown(value, repr_=True)}.")
+    return value
 
 
 def _prompt(prompt) -> str:
@@ -53,8 +67,8 @@ def _prompt(prompt) -> str:
 
 
 def _sampler(sampler) -> str:
-    if sampler not in SAMPLERS:
-        raise gr.Error(f"Unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise gr.Error(f"Unknown sampler {shown(sampler, repr_=True)}; choose one of: {', '.join(SAMPLERS)}.")
     return sampler
 
 
@@ -108,8 +122,11 @@ class GlideAppCallbacks:
         if stop is not None:
             stop.set()
 
-    def _generator(self, seed, random_seed: bool) -> tuple[torch.Generator, int]:
-        seed = random.randrange(MAX_SEED + 1) if random_seed else _number(seed, "Seed", 0, MAX_SEED, integer=True)
+    def _generator(self, seed, random_seed) -> tuple[torch.Generator, int]:
+        if _flag(random_seed, "Random seed"):
+            seed = random.randrange(MAX_SEED + 1)
+        else:
+            seed = _number(seed, "Seed", 0, MAX_SEED, integer=True)
         return torch.Generator(self.models.base.device).manual_seed(seed), seed
 
     def _steps(self, pipe, steps, name: str = "Steps") -> int:
@@ -117,10 +134,7 @@ class GlideAppCallbacks:
 
     def _read_at_base_size(self, value) -> tuple[PIL.Image.Image, str]:
         """An upload at the base model's square size, and a note for the page when that stretched it."""
-        try:
-            image = read_upload(value)
-        except UploadError as error:
-            raise gr.Error(str(error)) from None
+        image = _read(value)
         return resize_square(image, self.models.base_size), self._stretch_note(image)
 
     def _stretch_note(self, image: PIL.Image.Image) -> str:
@@ -142,7 +156,7 @@ class GlideAppCallbacks:
 
     def _upsampling(self, upsampler, what: str, enabled, steps, sampler):
         """(the upsampler, its steps, its sampler) checked when upsampling is on, else (None, None, None)."""
-        if not enabled:
+        if not _flag(enabled, "Upsample"):
             return None, None, None
         upsampler = self._require(upsampler, what)
         return upsampler, self._steps(upsampler, steps, "Upsampling steps"), _sampler(sampler)
@@ -375,7 +389,7 @@ class GlideAppCallbacks:
             raise gr.Error("Run an edit first: there is no result to continue from.")
         history = list(history or [])
         if isinstance(editor_value, dict) and editor_value.get("background") is not None:
-            history = [*history, read_upload(editor_value["background"])][-MAX_HISTORY:]
+            history = [*history, _read(editor_value["background"])][-MAX_HISTORY:]
         return _editor_value(_as_image(result)), history, None
 
     @staticmethod
@@ -408,5 +422,13 @@ def _editor_value(image: PIL.Image.Image) -> dict:
 def _as_image(value) -> PIL.Image.Image:
     """A PIL image from what Gradio passes for an image (a PIL image, a path, or a gallery (path, caption))."""
     if isinstance(value, (tuple, list)):
-        value = value[0]
-    return value if isinstance(value, PIL.Image.Image) else read_upload(value)
+        value = value[0] if value else None
+    return _read(value)
+
+
+def _read(value) -> PIL.Image.Image:
+    """An upload (a path, the editor's bytes, a PIL image) read through the image gate; a refusal is a message."""
+    try:
+        return read_upload(value)
+    except UploadError as error:
+        raise gr.Error(str(error)) from None

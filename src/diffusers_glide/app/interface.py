@@ -4,9 +4,11 @@ import gradio as gr
 
 from .callbacks import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, GlideAppCallbacks
 from .models import SAMPLERS, AppModels, default_sampler, load_app_models
+from .raw_inputs import pass_editor_files, pass_upload_path, pass_values_as_sent
 
 # every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
 PIPELINE_QUEUE = {"concurrency_id": "pipelines", "concurrency_limit": 1}
+QUEUE_SIZE = 32  # requests waiting; more are refused
 # small images shown large, pixel by pixel (GLIDE's images are 64x64, the embedded ones 32x32)
 CSS = (
     ".glide-image img { image-rendering: pixelated; object-fit: contain; width: 100%; height: 100%; } "
@@ -86,9 +88,8 @@ def _run_and_stop(label: str, prefix: str) -> tuple[gr.Button, gr.Button]:
 
 
 def _image_input(label: str, elem_id: str) -> gr.Image:
-    """An image upload whose callbacks get the uploaded file's path, not decoded: they read it, checking its pixel
-    count first and saying so in the page when it is not an image (`gr.Image` fails on such a file before any
-    callback runs, with no message). The widget in the page is Gradio's image upload."""
+    """An image upload whose callbacks get the uploaded file's path, not decoded (`raw_inputs.py`): they read it
+    through the image gate and say in the page why a file is refused. The widget in the page is Gradio's."""
     upload = gr.Image(
         label=label,
         type="filepath",
@@ -97,13 +98,8 @@ def _image_input(label: str, elem_id: str) -> gr.Image:
         elem_id=elem_id,
         elem_classes="glide-image",
     )
-    # on the instance: a subclass of a Gradio component makes Gradio write a .pyi stub next to this module
-    upload.preprocess = _uploaded_path
+    pass_upload_path(upload, f"The {label.lower()}")
     return upload
-
-
-def _uploaded_path(payload) -> str | None:
-    return None if payload is None else payload.path
 
 
 def _image_output(label: str, elem_id: str, height: int = IMAGE_HEIGHT) -> gr.Image:
@@ -195,7 +191,7 @@ def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
         with gr.Row():
             with gr.Column():
                 editor = gr.ImageEditor(
-                    type="filepath",  # the callbacks check the pixel count before decoding
+                    type="filepath",
                     image_mode="RGBA",
                     format="png",
                     sources=("upload", "clipboard"),
@@ -208,6 +204,7 @@ def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
                     elem_id="edit-editor",
                     elem_classes="glide-image",
                 )
+                pass_editor_files(editor, max_pending=QUEUE_SIZE)  # a queued edit finds its images
                 prompt = gr.Textbox(label="Prompt for the painted region", elem_id="edit-prompt")
                 run, stop = _run_and_stop("Edit", "edit")
                 with gr.Row():
@@ -218,6 +215,7 @@ def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
                 upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.inpaint_upsampler, "edit")
             with gr.Column():
                 result = _image_output("Result", "edit-result")
+                pass_upload_path(result, "The result")  # an input of "use the result"
                 mask = _image_output("Repainted region (white)", "edit-mask", height=IMAGE_HEIGHT // 2)
                 info = gr.Markdown(elem_id="edit-info")
                 with gr.Row():
@@ -327,6 +325,7 @@ def build_app(models: AppModels | None = None) -> gr.Blocks:
             _img2img_tab(models, callbacks)
             if models.upsampler is not None:
                 _upscale_tab(models, callbacks)
-    demo.queue(max_size=32, default_concurrency_limit=1)
+    pass_values_as_sent(demo)  # checked by the callbacks, with the app's messages
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.glide_callbacks = callbacks  # for tests and embedding code: the functions behind the buttons
     return demo

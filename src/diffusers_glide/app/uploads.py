@@ -1,19 +1,25 @@
 """What the web app reads from the browser: uploaded image files and the image editor's painted layers.
 
-Uploads arrive as paths of files that Gradio stored (it only hands over files uploaded to it). Each is opened
-here with a check of its pixel count *before* decoding, so a small file that decodes to a huge image is refused
-with a message instead of filling the memory.
+Uploads arrive undecoded: paths of files that Gradio stored (it only hands over files uploaded to it), or the
+bytes of the editor's layers. Each is read through `diffusers_glide.image_files.read_image`: its format sniffed
+from its bytes (PNG, JPEG, WebP, BMP, GIF, TIFF; never a format that needs another program), its pixel count checked
+*before* decoding (a small file that decodes to a huge image is refused with a message instead of filling the
+memory), its EXIF orientation applied.
 """
 
 from __future__ import annotations
 
-import warnings
+import os
 
 import numpy as np
 import PIL.Image
 
+from ..image_files import ImageFileError, pixels_text, read_image
+
 # 4096 x 4096: far above any GLIDE size, far below the memory of a server
 MAX_UPLOAD_PIXELS = 4096 * 4096
+# the editor's page sends one painted layer (its layer tool is off); a few more are allowed, each read in turn
+MAX_EDITOR_LAYERS = 4
 
 
 class UploadError(ValueError):
@@ -21,40 +27,21 @@ class UploadError(ValueError):
 
 
 def read_upload(value, what: str = "image", max_pixels: int = MAX_UPLOAD_PIXELS) -> PIL.Image.Image:
-    """An uploaded image (a file path, or a PIL image when called from Python) as a loaded PIL image."""
+    """An uploaded image (a file path, the file's bytes, or a PIL image when called from Python) as a loaded PIL
+    image."""
     if value is None:
         raise UploadError(f"Upload an {what} first.")
     if isinstance(value, PIL.Image.Image):
-        _check_pixels(value.size, what, max_pixels)
+        width, height = value.size
+        if width * height > max_pixels:
+            raise UploadError(f"The {what} is {width}x{height}: too large (at most {pixels_text(max_pixels)}).")
         return value
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise UploadError(f"The {what} must be an uploaded file, got {type(value).__name__}.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(value) as image:
-                _check_pixels(image.size, what, max_pixels)
-                image.load()
-                return image.copy()
-    except UploadError:
-        raise
-    except (PIL.Image.DecompressionBombWarning, PIL.Image.DecompressionBombError):
-        raise UploadError(f"The {what} is too large (at most {_pixels_text(max_pixels)}).") from None
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UploadError(
-            f"The uploaded {what} cannot be read: it is not an image file that Pillow opens (PNG, JPEG, WebP, ...)."
-        ) from error
-
-
-def _pixels_text(max_pixels: int) -> str:
-    side = int(max_pixels**0.5)
-    return f"{side}x{side} pixels" if side * side == max_pixels else f"{max_pixels} pixels"
-
-
-def _check_pixels(size: tuple[int, int], what: str, max_pixels: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise UploadError(f"The {what} is {width}x{height}: too large (at most {_pixels_text(max_pixels)}).")
-    if width == 0 or height == 0:
-        raise UploadError(f"The {what} is empty ({width}x{height}).")
+        return read_image(value, f"The {what}", max_pixels)
+    except ImageFileError as error:
+        raise UploadError(str(error)) from None
 
 
 def to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
@@ -83,10 +70,17 @@ class EditorInput:
                 "Upload an image to edit first, or send one from the Generate tab (a file that the browser cannot "
                 "show as an image is not loaded)."
             )
+        layers = value.get("layers") or []
+        if not isinstance(layers, list):
+            raise UploadError(f"The painted layers must be a list of files, got {type(layers).__name__}.")
+        if len(layers) > MAX_EDITOR_LAYERS:  # each is read in turn: a bound on the request's work
+            raise UploadError(
+                f"The image editor sent {len(layers)} painted layers: at most {MAX_EDITOR_LAYERS} are accepted."
+            )
         self.background = to_rgb(read_upload(value["background"], "image", max_pixels))
         painted = np.zeros((self.background.height, self.background.width), dtype=bool)
-        for layer in value.get("layers") or []:
-            layer = read_upload(layer, "painted layer", max_pixels)
+        for number, layer in enumerate(layers, start=1):
+            layer = read_upload(layer, f"painted layer {number}", max_pixels)
             if layer.size != self.background.size:
                 layer = layer.resize(self.background.size, PIL.Image.NEAREST)
             alpha = np.asarray(layer.convert("RGBA"))[..., 3]
@@ -97,7 +91,7 @@ class EditorInput:
             )
         self.painted = painted
         composite = value.get("composite")
-        self.composite = to_rgb(read_upload(composite, "image", max_pixels)) if composite is not None else None
+        self.composite = None if composite is None else to_rgb(read_upload(composite, "painted image", max_pixels))
 
     def repaint_mask(self, size: int) -> np.ndarray:
         """The region to repaint at `size` x `size`: every pixel of that size that a stroke touches (a thin

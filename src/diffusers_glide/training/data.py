@@ -1,6 +1,9 @@
 """Training data: image-caption folders, Hugging Face `datasets`, and the procedural shapes dataset.
 
-Every dataset yields `{"pixel_values": float32 (3, R, R) in [-1, 1], "caption": str}`.
+Every dataset yields `{"pixel_values": float32 (3, R, R) in [-1, 1], "caption": str}`. Image files, and the image
+bytes of a `datasets` image column, are decoded through the package's image gate (`image_files.read_image`: PNG,
+JPEG, WebP, BMP, GIF or TIFF by their bytes, the pixel count checked before decoding, upright as their EXIF
+orientation says); a refused file stops training with a one-line `ValueError` that names it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+from ..image_files import read_image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")  # the formats read
 METADATA_FILE = "metadata.jsonl"
 CAPTION_KEYS = ("text", "caption")
 
@@ -109,12 +114,8 @@ class ImageCaptionFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path, caption = self.items[index]
-        try:
-            with PIL.Image.open(path) as image:
-                pixel_values = image_to_tensor(image, self.resolution, self.center_crop)
-        except (OSError, PIL.UnidentifiedImageError) as e:
-            raise ValueError(f"Could not read training image {str(path)!r}: {e}") from e
-        return {"pixel_values": pixel_values, "caption": caption}
+        image = read_image(path, f"Training image {str(path)!r}")
+        return {"pixel_values": image_to_tensor(image, self.resolution, self.center_crop), "caption": caption}
 
 
 class HFImageCaptionDataset(torch.utils.data.Dataset):
@@ -134,7 +135,7 @@ class HFImageCaptionDataset(torch.utils.data.Dataset):
         for name, column in (("image_column", image_column), ("caption_column", caption_column)):
             if column not in columns:
                 raise ValueError(f"`{name}`={column!r} is not a column of the dataset; its columns are {columns}.")
-        self.dataset = dataset
+        self.dataset = _image_bytes(dataset, image_column)
         self.resolution = resolution
         self.image_column = image_column
         self.caption_column = caption_column
@@ -150,9 +151,27 @@ class HFImageCaptionDataset(torch.utils.data.Dataset):
             caption = caption[0] if caption else ""
         if not isinstance(caption, str):
             raise ValueError(f"Caption {index} in column {self.caption_column!r} is not a string: {caption!r}.")
-        if not isinstance(image, PIL.Image.Image):
+        if isinstance(image, dict) and (image.get("bytes") is not None or image.get("path") is not None):
+            source = image["bytes"] if image.get("bytes") is not None else image["path"]
+            where = f" ({image['path']})" if image.get("path") else ""
+            image = read_image(source, f"Image {index}{where} of column {self.image_column!r}")
+        elif not isinstance(image, PIL.Image.Image):
             image = PIL.Image.fromarray(np.asarray(image))
         return {"pixel_values": image_to_tensor(image, self.resolution, self.center_crop), "caption": caption}
+
+
+def _image_bytes(dataset, column: str):
+    """`dataset` with a `datasets.Image` column left undecoded (`Image(decode=False)`: each row's file bytes or
+    path), so that it is decoded through the image gate: `datasets` decodes with `PIL.Image.open`, which reads any
+    format Pillow knows (EPS by running Ghostscript) at any size."""
+    try:
+        import datasets
+    except ImportError:  # then `dataset` is not a `datasets.Dataset`
+        return dataset
+    feature = (getattr(dataset, "features", None) or {}).get(column)
+    if isinstance(feature, datasets.Image) and feature.decode:
+        return dataset.cast_column(column, datasets.Image(decode=False))
+    return dataset
 
 
 def load_hf_dataset(name: str, split: str = "train", config_name: str | None = None, cache_dir=None):
