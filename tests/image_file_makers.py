@@ -34,7 +34,9 @@ def png_bomb(path: Path, side: int = 13000) -> Path:
     fuzzing pass's editor layer). Made in ~1 s."""
     compressor = zlib.compressobj()
     rows = b"\0" * ((side + 1) * 1000)  # each row: its filter byte and `side` pixels
-    data = b"".join(compressor.compress(rows[: (side + 1) * min(1000, side - start)]) for start in range(0, side, 1000))
+    data = b"".join(
+        compressor.compress(rows[: (side + 1) * min(1000, side - start)]) for start in range(0, side, 1000)
+    )
     return _png(path, side, side, 0, data + compressor.flush())
 
 
