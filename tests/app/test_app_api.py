@@ -144,7 +144,7 @@ def _img2img(image, **change) -> list:
         ({"seed": "abc"}, "Seed must be a number, got 'abc'."),
         ({"seed": -1}, "Seed must be between 0 and 4.29497e+09, got -1."),
         ({"random_seed": "false"}, "Random seed must be true or false, got 'false'."),
-        ({"steps": "many"}, "Steps must be a number, got 'many'."),
+        ({"steps": "many"}, f"Steps of {ANCESTRAL} must be a number, got 'many'."),
         ({"guidance": [3]}, "Guidance scale must be a number, got [3]."),
         ({"num_images": {"n": 2}}, "Number of images must be a number, got {'n': 2}."),
         ({"sampler": "Euler"}, "Unknown sampler 'Euler'; choose one of: "),

@@ -160,8 +160,9 @@ def test_random_seed_is_reported_and_reproduces_the_image(app):
     [
         ({"prompt": "  "}, "Write a prompt first."),
         ({"prompt": None}, "Write a prompt first."),
-        ({"steps": 0}, "Steps must be between 1 and 1000, got 0."),
-        ({"steps": 2.5}, "Steps must be a whole number, got 2.5."),
+        ({"steps": 1}, f"Steps of {ANCESTRAL} must be between 2 and 1000, got 1."),
+        ({"steps": 2.5}, f"Steps of {ANCESTRAL} must be a whole number, got 2.5."),
+        ({"steps": 1000, "sampler": DPM_SOLVER}, f"Steps of {DPM_SOLVER} must be between 1 and 999, got 1000."),
         ({"guidance_scale": float("nan")}, "Guidance scale must be between 0 and 30, got nan."),
         ({"num_images": 9}, "Number of images must be between 1 and 8, got 9."),
         ({"sampler": "Euler"}, "Unknown sampler 'Euler'; choose one of: " + ", ".join(SAMPLERS) + "."),
@@ -172,7 +173,7 @@ def test_random_seed_is_reported_and_reproduces_the_image(app):
         ({"upsample": 1}, "Upsample must be true or false, got 1."),
         ({"sampler": ["Euler"]}, "Unknown sampler ['Euler']; choose one of: " + ", ".join(SAMPLERS) + "."),
         ({"clip_guidance_scale": -1}, "CLIP guidance scale must be between 0 and 30, got -1."),
-        ({"upsample": True, "upsample_steps": 0}, "Upsampling steps must be between 1 and 1000, got 0."),
+        ({"upsample": True, "upsample_steps": 0}, f"Upsampling steps of {DDIM} must be between 2 and 1000, got 0."),
     ],
 )
 def test_generate_refuses_bad_controls_with_a_message(app, change, message):
@@ -193,6 +194,17 @@ def test_generate_refuses_bad_controls_with_a_message(app, change, message):
     with pytest.raises(gr.Error) as excinfo:
         app.generate(**{**values, **change})
     assert _message(excinfo) == message
+
+
+def test_the_steps_slider_offers_what_the_chosen_sampler_runs(app):
+    from diffusers_glide.app.interface import _steps_for
+
+    base = app.models.base
+    # DPM-Solver++ visits 999 distinct timesteps at most (1000 steps gave NaN at step 501); GLIDE's samplers 2 to 1000
+    assert _steps_for(base, DPM_SOLVER, 1000) == gr.update(minimum=1, maximum=999, value=999)
+    assert _steps_for(base, ANCESTRAL, 1) == gr.update(minimum=2, maximum=1000, value=2)
+    assert _steps_for(base, DDIM, "many") == gr.update(minimum=2, maximum=1000, value=2)
+    assert _steps_for(base, "Euler", 5) == gr.update()
 
 
 def test_pipeline_input_errors_become_page_messages(app, tmp_path):

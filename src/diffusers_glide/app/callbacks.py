@@ -18,7 +18,7 @@ import PIL.Image
 import torch
 
 from ..pipelines.memory import BatchTooLargeError
-from .models import SAMPLERS, AppModels
+from .models import SAMPLERS, AppModels, steps_range
 from .uploads import EditorInput, UploadError, read_upload, resize_square, upscale_mask
 
 MAX_IMAGES = 8  # per request: one request holds the pipelines until it ends
@@ -129,8 +129,9 @@ class GlideAppCallbacks:
             seed = _number(seed, "Seed", 0, MAX_SEED, integer=True)
         return torch.Generator(self.models.base.device).manual_seed(seed), seed
 
-    def _steps(self, pipe, steps, name: str = "Steps") -> int:
-        return _number(steps, name, 1, pipe.scheduler.config.num_train_timesteps, integer=True)
+    def _steps(self, pipe, steps, sampler: str, name: str = "Steps") -> int:
+        low, high = steps_range(pipe, sampler)
+        return _number(steps, f"{name} of {sampler}", low, high, integer=True)
 
     def _read_at_base_size(self, value) -> tuple[PIL.Image.Image, str]:
         """An upload at the base model's square size, and a note for the page when that stretched it."""
@@ -159,7 +160,8 @@ class GlideAppCallbacks:
         if not _flag(enabled, "Upsample"):
             return None, None, None
         upsampler = self._require(upsampler, what)
-        return upsampler, self._steps(upsampler, steps, "Upsampling steps"), _sampler(sampler)
+        sampler = _sampler(sampler)
+        return upsampler, self._steps(upsampler, steps, sampler, "Upsampling steps"), sampler
 
     def _require(self, pipe, what: str):
         if pipe is None:
@@ -190,8 +192,8 @@ class GlideAppCallbacks:
         base = self.models.base
         prompt = _prompt(prompt)
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
-        steps = self._steps(base, steps)
         sampler = _sampler(sampler)
+        steps = self._steps(base, steps, sampler)
         num_images = _number_of_images(num_images)
         clip_guidance_scale = self._clip_guidance_scale(clip_guidance_scale)
         upsampler, upsample_steps, upsample_sampler = self._upsampling(
@@ -250,8 +252,8 @@ class GlideAppCallbacks:
         prompt = _prompt(prompt)
         strength = _number(strength, "Strength", 0, 1)
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
-        steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
+        steps = self._steps(pipe, steps, sampler)
         num_images = _number_of_images(num_images)
         clip_guidance_scale = self._clip_guidance_scale(clip_guidance_scale)
         generator, seed = self._generator(seed, random_seed)
@@ -302,8 +304,8 @@ class GlideAppCallbacks:
             raise gr.Error(str(error)) from None
         strength = _number(strength, "Strength", 0, 1)
         guidance_scale = _number(guidance_scale, "Guidance scale", 0, MAX_GUIDANCE)
-        steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
+        steps = self._steps(pipe, steps, sampler)
         upsampler, upsample_steps, upsample_sampler = self._upsampling(
             self.models.inpaint_upsampler, "inpainting upsampler", upsample, upsample_steps, upsample_sampler
         )
@@ -358,8 +360,8 @@ class GlideAppCallbacks:
         pipe = self._require(self.models.upsampler, "upsampler")
         low, note = self._read_at_base_size(image)
         prompt = prompt if isinstance(prompt, str) else ""
-        steps = self._steps(pipe, steps)
         sampler = _sampler(sampler)
+        steps = self._steps(pipe, steps, sampler)
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:

@@ -3,7 +3,7 @@
 import gradio as gr
 
 from .callbacks import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, GlideAppCallbacks
-from .models import SAMPLERS, AppModels, default_sampler, load_app_models
+from .models import SAMPLERS, AppModels, default_sampler, load_app_models, steps_range
 from .raw_inputs import pass_editor_files, pass_upload_path, pass_values_as_sent
 
 # every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
@@ -31,19 +31,27 @@ EDIT_HELP = (
 
 
 def _sampling_controls(pipe, prefix: str, label: str = "") -> tuple[gr.Dropdown, gr.Slider]:
-    """The sampler and steps of `pipe`, starting at its scheduler configuration's."""
+    """The sampler and steps of `pipe`, starting at its scheduler configuration's; the slider offers the step
+    counts that the chosen sampler runs."""
     sampler, steps = default_sampler(pipe)
+    low, high = steps_range(pipe, sampler)
     with gr.Row():
         dropdown = gr.Dropdown(list(SAMPLERS), value=sampler, label=f"{label}Sampler", elem_id=f"{prefix}-sampler")
-        slider = gr.Slider(
-            1,
-            pipe.scheduler.config.num_train_timesteps,  # the pipeline's own limit: one step per training timestep
-            value=steps,
-            step=1,
-            label=f"{label}Steps",
-            elem_id=f"{prefix}-steps",
-        )
+        slider = gr.Slider(low, high, value=steps, step=1, label=f"{label}Steps", elem_id=f"{prefix}-steps")
+    dropdown.change(lambda chosen, value: _steps_for(pipe, chosen, value), [dropdown, slider], slider, queue=False)
     return dropdown, slider
+
+
+def _steps_for(pipe, sampler, steps):
+    """The steps slider for `sampler`: its range, and the value moved into it."""
+    if sampler not in SAMPLERS:  # a value sent through the API: the callbacks answer it
+        return gr.update()
+    low, high = steps_range(pipe, sampler)
+    try:
+        value = min(max(int(steps), low), high)
+    except (TypeError, ValueError):
+        value = low
+    return gr.update(minimum=low, maximum=high, value=value)
 
 
 def _upsampling_controls(upsampler, prefix: str) -> tuple[gr.Checkbox, gr.Dropdown, gr.Slider]:

@@ -32,6 +32,14 @@ def default_sampler(pipe) -> tuple[str, int]:
     return samplers.LABELS[sampler], steps
 
 
+def steps_range(pipe, label: str) -> tuple[int, int]:
+    """The step counts the sampler of dropdown `label` runs on `pipe` (DPM-Solver++ one fewer than GLIDE's: see
+    `samplers.steps_range`)."""
+    if label not in _SAMPLER_OF_LABEL:
+        raise ValueError(f"Unknown sampler {label!r}; choose one of {', '.join(SAMPLERS)}.")
+    return samplers.steps_range(pipe.scheduler.config, _SAMPLER_OF_LABEL[label])
+
+
 @dataclass
 class AppModels:
     """
