@@ -260,6 +260,10 @@ def check_error(capsys, args, message: str, usage: bool = False) -> None:
         (['{"prompt": "a", "seeds": [0, 2, 2]}'], "line 1: seed 2 is given twice."),
         (['{"prompt": "a", "seeds": []}'], "line 1: give at least one seed."),
         (['{"prompt": "a", "seeds": 3}'], 'line 1: "seeds" must be a list of seeds such as [0, 1, 2], got 3.'),
+        (
+            ['{"prompt": "a", "seeds": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+            "line 1: JSON nested too deeply to read (a prompt line is one flat object).",
+        ),  # was a RecursionError traceback
     ],
 )
 def test_bad_jsonl_lines(tmp_path, capsys, no_model, lines, message):
@@ -309,7 +313,11 @@ PROMPT_FILE = ["--prompts", "prompts.txt", "--output_dir", "out"]
             "--low_output_dir must differ from --output_dir (the images share their names).",
         ),
         ([*PROMPT_FILE, "--seeds", "0,1", "--seed", "3"], "give --seeds, or --seed with --num_images, not both."),
-        ([*PROMPT_FILE, "--seed", "-1"], "--seed -1: with --prompts, seeds are integers in [0, 2**64)."),
+        (
+            [*PROMPT_FILE, "--seed", str(2**64 - 1), "--num_images", "2"],
+            f"--seed {2**64 - 1} with --num_images 2: the last seed, {2**64}, is not below 2**64 (seeds are integers "
+            "in [0, 2**64)).",
+        ),
         (
             [*PROMPT_FILE, "-o", "glide.png"],
             "-o/--output names one image: with --prompts the images go to --output_dir.",
@@ -333,6 +341,13 @@ def test_bad_arguments(tmp_path, monkeypatch, capsys, no_model, args, message):
 )
 def test_bad_seeds_flag(tmp_path, capsys, no_model, seeds, message):
     check_error(capsys, [*PROMPT_FILE, "--seeds", seeds], f"argument --seeds: {message}", usage=True)
+
+
+@pytest.mark.parametrize("seed", [2**70, 2**64, -1])
+def test_seed_out_of_range(tmp_path, capsys, no_model, seed):
+    # 2**70 was a traceback (OverflowError from torch's manual_seed); now a usage error, as for the single image
+    message = f"argument --seed: seeds are integers in [0, 2**64), got {seed}"
+    check_error(capsys, [*PROMPT_FILE, "--seed", seed], message, usage=True)
 
 
 def test_a_folder_of_another_prompt_file_is_refused(tmp_path, capsys, no_model):
@@ -360,4 +375,8 @@ def test_a_folder_of_another_prompt_file_is_refused(tmp_path, capsys, no_model):
         f"cannot read {out}/metadata.jsonl (Expecting value: line 1 column 1 (char 0)): delete it or give a new "
         "--output_dir."
     )
+    check_error(capsys, ["--prompts", same, "--output_dir", out], message)
+
+    (out / "metadata.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")  # was a RecursionError traceback
+    message = f"cannot read {out}/metadata.jsonl (nested too deeply): delete it or give a new --output_dir."
     check_error(capsys, ["--prompts", same, "--output_dir", out], message)

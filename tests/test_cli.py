@@ -30,7 +30,7 @@ from diffusers_glide import (
     GlideScheduler,
     GlideUpsamplePipeline,
 )
-from diffusers_glide.cli import main
+from diffusers_glide.cli import build_parser, main
 from diffusers_glide.embedded import embedded_model_path
 
 PROMPT = "a red circle on a blue background"
@@ -326,6 +326,44 @@ def test_version_and_no_subcommand(capsys):
     for value, expected in (("0", "0"), ("-2", "-2"), ("two", "'two'")):
         assert main(["upsample", "x", "--image", "x.png", "--threads", value]) == 2
         assert f"argument --threads: expected a positive integer, got {expected}" in capsys.readouterr().err
+
+
+# what each command needs besides --seed (never read: the seed is refused first)
+SEEDED_COMMANDS = {
+    "generate": ["generate", PROMPT],
+    "inpaint": ["inpaint", PROMPT, "--image", "x.png", "--mask", "m.png"],
+    "img2img": ["img2img", PROMPT, "--image", "x.png"],
+    "edit": ["edit", "--image", "x.png", "--edit", "m.png", PROMPT],
+    "upsample": ["upsample", PROMPT, "--image", "x.png"],
+}
+
+
+@pytest.mark.parametrize("command", list(SEEDED_COMMANDS))
+@pytest.mark.parametrize("seed", [2**70, 2**64, -1])
+def test_seeds_out_of_range_are_usage_errors(capsys, command, seed):
+    # 2**70 was an OverflowError traceback from torch's manual_seed; seeds are integers in [0, 2**64) as with --prompts
+    assert main([*SEEDED_COMMANDS[command], "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"diffusers-glide {command}: error: argument --seed: seeds are integers in [0, 2**64), got {seed}"
+    )
+
+
+@pytest.mark.parametrize("command", list(SEEDED_COMMANDS))
+def test_the_largest_seed_is_accepted(command):
+    args = build_parser().parse_args([*SEEDED_COMMANDS[command], "--seed", str(2**64 - 1)])
+    assert args.seed == 2**64 - 1
+    assert torch.Generator().manual_seed(args.seed).initial_seed() == 2**64 - 1
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "http"])
+def test_serve_port_out_of_range(capsys, port):
+    # 99999 was an OverflowError traceback when the server bound its socket
+    assert main(["serve", "--port", port]) == 2
+    shown = port if port.isdigit() else repr(port)
+    expected = f"diffusers-glide serve: error: argument --port: expected a port number in 1..65535, got {shown}"
+    assert capsys.readouterr().err.splitlines()[-1] == expected
+    assert build_parser().parse_args(["serve", "--port", "65535"]).port == 65535
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from pathlib import Path
 
 METADATA_FILE = "metadata.jsonl"
 JSON_KEYS = ("prompt", "seed", "seeds")
-SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this (and maps negative ones onto them)
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,18 @@ def _check_seeds(seeds: list) -> str | None:
     return None
 
 
+def seed_number(value: str) -> int:
+    """The argparse type of `--seed`: an integer in [0, 2**64), the seeds torch's generators take."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    problem = _seed_problem(number)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return number
+
+
 def seed_list(value: str) -> list[int]:
     """The argparse type of `--seeds`: comma-separated distinct non-negative integers, e.g. `0,1,2`."""
     try:
@@ -99,9 +111,12 @@ def command_line_seeds(args) -> list[int]:
         if args.seed is not None or args.num_images != 1:
             raise ValueError("give --seeds, or --seed with --num_images, not both.")
         return args.seeds
-    first = 0 if args.seed is None else args.seed
-    if first < 0 or first + args.num_images > SEED_LIMIT:
-        raise ValueError(f"--seed {first}: with --prompts, seeds are integers in [0, 2**64).")
+    first = 0 if args.seed is None else args.seed  # in [0, 2**64): see `seed_number`
+    if first + args.num_images > SEED_LIMIT:
+        raise ValueError(
+            f"--seed {first} with --num_images {args.num_images}: the last seed, {first + args.num_images - 1}, is "
+            "not below 2**64 (seeds are integers in [0, 2**64))."
+        )
     return list(range(first, first + args.num_images))
 
 
@@ -142,6 +157,8 @@ def _read_json_line(line: str, where: str) -> tuple[str, list[int] | None]:
         entry = json.loads(line)
     except json.JSONDecodeError as decode_error:
         raise error(f"invalid JSON ({decode_error.msg}, column {decode_error.colno}).") from None
+    except RecursionError:  # json's decoder recurses once per nested list or object
+        raise error("JSON nested too deeply to read (a prompt line is one flat object).") from None
     if not isinstance(entry, dict):
         raise error(f'expected a JSON object such as {{"prompt": "a red circle", "seed": 0}}, got {line.strip()}')
     unknown = [key for key in entry if key not in JSON_KEYS]
@@ -180,8 +197,9 @@ def check_metadata(folder: Path, jobs: list[Job]) -> None:
     try:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         listed = {record["file_name"]: record for record in records}
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"cannot read {path} ({error}): delete it or give a new --output_dir.") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        problem = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise ValueError(f"cannot read {path} ({problem}): delete it or give a new --output_dir.") from None
     for name, record in listed.items():
         if name not in wanted:
             raise ValueError(

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 # Only light modules at the top: help, --version and usage errors must not wait for torch and diffusers
 # (seconds). The commands import what they run; tests/test_cli_startup.py checks it.
 from . import __version__
-from .batch_generation import seed_list
+from .batch_generation import seed_list, seed_number
 from .embedded import embedded_model_path
 from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps, use_sampler
 
@@ -67,6 +67,16 @@ def _positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {value!r}") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {number}")
     return number
 
 
@@ -158,7 +168,11 @@ def _add_sampling_arguments(
         "-o", "--output", type=Path, default=Path(output_default), action=_StoreOutput, help=output_help
     )
     parser.add_argument("--num_images", type=_positive_int, default=1, help="images to sample (default: %(default)s)")
-    parser.add_argument("--seed", type=int, help="seed of the sampling noise: the same seed gives the same images")
+    parser.add_argument(
+        "--seed",
+        type=seed_number,
+        help="seed of the sampling noise, in [0, 2**64): the same seed gives the same images",
+    )
     _add_sampler_arguments(parser, fast_steps, configured, default_help=sampler_default_help)
     parser.add_argument(
         "--guidance_scale",
@@ -422,7 +436,7 @@ def _build_parsers(
         action="store_true",
         help="also write the image after each edit but the last, as <stem>-step<k><suffix>",
     )
-    edit.add_argument("--seed", type=int, help="seed of the sampling noise of all edits")
+    edit.add_argument("--seed", type=seed_number, help="seed of the sampling noise of all edits, in [0, 2**64)")
     _add_sampler_arguments(edit, FAST_STEPS, INPAINT_CONFIGURATION, default_help=INPAINT_SAMPLER)
     edit.add_argument(
         "--guidance_scale",
@@ -491,7 +505,7 @@ def _build_parsers(
         default="127.0.0.1",
         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 serves the network)",
     )
-    serve.add_argument("--port", type=_positive_int, default=7860, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: %(default)s)")
     serve.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     serve.add_argument(
         "--max_file_size", default="10mb", help="largest upload Gradio accepts, e.g. 5mb (default: %(default)s)"
