@@ -366,6 +366,94 @@ def test_serve_port_out_of_range(capsys, port):
     assert build_parser().parse_args(["serve", "--port", "65535"]).port == 65535
 
 
+def _hard_link(tmp_path, inputs) -> Path:
+    os.link(inputs["image"], tmp_path / "out-2.png")
+    return tmp_path / "out-2.png"
+
+
+def _symlink(tmp_path, inputs) -> Path:
+    (tmp_path / "link.png").symlink_to(inputs["low"])
+    return tmp_path / "link.png"
+
+
+def _symlinked_input(tmp_path, inputs) -> Path:
+    (tmp_path / "input-link.png").symlink_to(inputs["low"])
+    return inputs["low"]
+
+
+def _copy_as_step(tmp_path, inputs) -> Path:
+    shutil.copy(inputs["image"], tmp_path / "edited-step1.png")
+    return tmp_path / "edited-step1.png"
+
+
+# case: (prepare(tmp, inputs) -> the output that is an input, argv(tmp, inputs), the input's flag and path)
+OUTPUT_IS_INPUT = {
+    "-o is --image": (
+        lambda tmp, inputs: inputs["image"],
+        lambda tmp, inputs: ["img2img", PROMPT, "--image", inputs["image"], "-o", inputs["image"]],
+        lambda tmp, inputs: ("--image", inputs["image"]),
+    ),
+    "-o is --mask": (
+        lambda tmp, inputs: inputs["mask"],
+        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], "-o",
+                             inputs["mask"]],
+        lambda tmp, inputs: ("--mask", inputs["mask"]),
+    ),  # fmt: skip
+    "-o is the mask of the second --edit": (
+        lambda tmp, inputs: inputs["black"],
+        lambda tmp, inputs: ["edit", "--image", inputs["image"], "--edit", inputs["mask"], PROMPT, "--edit",
+                             inputs["black"], PROMPT, "-o", inputs["black"]],
+        lambda tmp, inputs: ("--edit 2 mask", inputs["black"]),
+    ),  # fmt: skip
+    "an --save_steps image is --image": (
+        _copy_as_step,
+        lambda tmp, inputs: ["edit", "--image", tmp / "edited-step1.png", "--edit", inputs["mask"], PROMPT, "--edit",
+                             inputs["mask"], PROMPT, "--save_steps", "-o", tmp / "edited.png"],
+        lambda tmp, inputs: ("--image", tmp / "edited-step1.png"),
+    ),  # fmt: skip
+    "-o is a symlink to --image": (
+        _symlink,
+        lambda tmp, inputs: ["upsample", PROMPT, "--image", inputs["low"], "-o", tmp / "link.png"],
+        lambda tmp, inputs: ("--image", inputs["low"]),
+    ),
+    "--image is a symlink to -o": (
+        _symlinked_input,
+        lambda tmp, inputs: ["upsample", PROMPT, "--image", tmp / "input-link.png", "-o", inputs["low"]],
+        lambda tmp, inputs: ("--image", tmp / "input-link.png"),
+    ),
+    "a numbered -o is a hard link to --image": (
+        _hard_link,
+        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"],
+                             "--num_images", 3, "-o", tmp / "out.png"],
+        lambda tmp, inputs: ("--image", inputs["image"]),
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUT_IS_INPUT))
+def test_outputs_never_overwrite_inputs(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(diffusers_glide.cli, "_load", lambda *args: pytest.fail("a model was loaded"))
+    inputs = write_inputs(tmp_path)
+    prepare, argv, given = OUTPUT_IS_INPUT[case]
+    output = prepare(tmp_path, inputs)
+    flag, path = given(tmp_path, inputs)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = cli(capsys, *argv(tmp_path, inputs))
+    assert code == 2, err
+    assert err.splitlines()[-1] == (
+        f"error: The output '{output}' is the input {flag} '{path}' (the same file): give another output, or pass "
+        "--overwrite_input to write over the input."
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwrite_input_writes_over_the_input(tmp_path, capsys):
+    inputs = write_inputs(tmp_path)
+    argv = ["img2img", PROMPT, "--image", inputs["image"], "-o", inputs["image"], "--steps", 2, "--no_progress"]
+    assert cli_ok(capsys, *argv, "--overwrite_input") == [str(inputs["image"])]
+    png(inputs["image"], 32)  # was 48x48: the model's output replaced it
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # In-process: the samplers and their defaults, pixel for pixel against the pipelines called with the same ones
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import shlex
 import sys
 from collections.abc import Iterable
@@ -50,6 +52,7 @@ DEFAULT = "default"  # the value of --upsampler / --clip that names the embedded
 MASK_CONVENTION = "white = repaint, black = keep (the diffusers convention; GLIDE's own masks are the opposite)"
 # torch device types that can sample (`meta` tensors, for one, hold no data)
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+OVERWRITE_INPUT = "--overwrite_input"  # the flag that lets an output replace an input file
 
 
 class CLIError(ValueError):
@@ -216,6 +219,15 @@ def _add_clip_arguments(parser) -> None:
     )
 
 
+def _add_overwrite_input(parser, inputs: str) -> None:
+    parser.add_argument(
+        OVERWRITE_INPUT,
+        action="store_true",
+        help=f"let an output replace an input file ({inputs}); without it, a run that would write over one of its "
+        "inputs (the same path, a symlink or a hard link to it) is refused before anything loads",
+    )
+
+
 def _add_device_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES, help="weights dtype (default: float32)")
@@ -371,6 +383,7 @@ def _build_parsers(
         "sketch-guided inpainting: below 1 the masked region starts from --image (paint a rough colour sketch "
         "into it) instead of noise",
     )
+    _add_overwrite_input(inpaint, "--image, --mask")
     _add_runtime_arguments(inpaint)
 
     # img2img ----------------------------------------------------------------------------------------------
@@ -398,6 +411,7 @@ def _build_parsers(
         BASE_CONFIGURATION,
     )
     _add_strength(img2img, "GlideImg2ImgPipeline", "how far the image is noised")
+    _add_overwrite_input(img2img, "--image")
     _add_clip_arguments(img2img)
     _add_runtime_arguments(img2img)
 
@@ -445,6 +459,7 @@ def _build_parsers(
         help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
     )
     _add_strength(edit, "GlideInpaintPipeline", "the strength of the edits that give none")
+    _add_overwrite_input(edit, "--image, the masks of --edit")
     _add_runtime_arguments(edit)
 
     # upsample ---------------------------------------------------------------------------------------------
@@ -480,6 +495,7 @@ def _build_parsers(
         f"{DPM_SOLVER}; with --inpaint_image or --mask, {INPAINT_SAMPLER}",
     )
     _add_upsample_temp(upsample)
+    _add_overwrite_input(upsample, "--image, --inpaint_image, --mask")
     _add_runtime_arguments(upsample)
 
     # serve ------------------------------------------------------------------------------------------------
@@ -619,6 +635,29 @@ def _check_outputs(path: Path, count: int, tags: tuple[str, ...] = ("",)) -> Non
     check_output_image_paths(_output_path(path, i, count, tag) for tag in tags for i in {0, count - 1})
 
 
+def _numbered_outputs(path: Path, count: int) -> list[Path]:
+    """The outputs `_output_paths(path, count)` that may exist: the folder is listed rather than each name tried (a
+    huge --num_images builds no list of names). Names are matched regardless of case, for file systems that ignore
+    it; the paths returned are the ones the command writes."""
+    if count == 1:
+        return [path]
+    pattern = re.compile(re.escape(path.stem) + "-(0|[1-9][0-9]*)" + re.escape(path.suffix), re.IGNORECASE)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:  # no folder yet: no output exists
+        return []
+    indices = {int(match[1]) for match in map(pattern.fullmatch, names) if match}
+    return [_output_path(path, index, count) for index in sorted(indices) if index < count]
+
+
+def _check_inputs_kept(args, outputs: list[Path], inputs: dict[str, Path | None]) -> None:
+    """Refuse, before anything loads, a run whose outputs would replace one of its inputs, unless --overwrite_input."""
+    from .output_folders import check_inputs_kept
+
+    if not args.overwrite_input:
+        check_inputs_kept(outputs, inputs, allow=OVERWRITE_INPUT)
+
+
 def _save(images, paths: list[Path]) -> None:
     from .output_folders import save_image_atomically
 
@@ -752,6 +791,7 @@ def run_img2img(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), {"--image": args.image})
     image = _read_image(args.image, "image")
     pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
     if args.clip is not None:
@@ -798,9 +838,14 @@ def run_edit(args) -> int:
     from .pipelines import GlideInpaintPipeline, apply_edits
 
     device = _device(args.device)
+    steps = [
+        args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(args.edits))
+    ]
+    outputs = [*(steps if args.save_steps else []), args.output]
+    masks = {f"--edit {number} mask": Path(value[0]) for number, value in enumerate(args.edits, start=1)}
+    _check_inputs_kept(args, outputs, {"--image": args.image, **masks})
     edits = _parse_edits(args.edits, args.strength)
-    steps = [args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(edits))]
-    check_output_image_paths([*(steps if args.save_steps else []), args.output])
+    check_output_image_paths(outputs)
     image = _read_image(args.image, "image")
     source = _model_or_embedded(args.model, "base-inpaint")
     pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
@@ -812,7 +857,7 @@ def run_edit(args) -> int:
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
     )
-    _save(results, [*steps, args.output] if args.save_steps else [args.output])
+    _save(results, outputs)
     return 0
 
 
@@ -821,6 +866,8 @@ def run_inpaint(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    inputs = {"--image": args.image, "--mask": args.mask}
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
     source = _model_or_embedded(args.model, "base-inpaint")
     image = _read_image(args.image, "image")
     mask = _read_image(args.mask, "mask")
@@ -845,6 +892,8 @@ def run_upsample(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    inputs = {"--image": args.image, "--inpaint_image": args.inpaint_image, "--mask": args.mask}
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
     inpainting = args.inpaint_image is not None or args.mask is not None
     source = _model_or_embedded(args.model, "upsample-inpaint" if inpainting else "upsample")
     # the fast path for upsampling; GLIDE's own sampler for inpainting (see INPAINT_SAMPLER)

@@ -28,7 +28,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,6 +315,32 @@ def check_output_image_paths(paths: Iterable[str | os.PathLike]) -> None:
                 f"Cannot write the output {str(path)!r}: cannot create files in {folder} ({error.strerror or error})."
             ) from error
         writable.add(folder)
+
+
+def check_inputs_kept(outputs: Iterable[Path], inputs: Mapping[str, Path | None], allow: str) -> None:
+    """ValueError when writing one of `outputs` would replace one of `inputs` (flag -> path; None: not given): the
+    same path, or the same file through a symlink or a hard link (`os.path.samestat`). Only outputs that exist are
+    compared: one that does not exist cannot be an input that does, and an input that does not exist fails when it
+    is read. `allow` names the flag that permits it."""
+    identities = {}
+    for flag, path in inputs.items():
+        try:
+            identities[flag, path] = os.stat(path)
+        except (OSError, TypeError, ValueError):  # missing or not given
+            continue
+    if not identities:
+        return
+    for output in outputs:
+        try:
+            found = os.stat(output)  # follows a symlink to what it points to
+        except (OSError, ValueError):
+            continue
+        for (flag, path), identity in identities.items():
+            if os.path.samestat(found, identity):
+                raise ValueError(
+                    f"The output {str(output)!r} is the input {flag} {str(path)!r} (the same file): give another "
+                    f"output, or pass {allow} to write over the input."
+                )
 
 
 def save_image_atomically(image: PIL.Image.Image, path: str | os.PathLike) -> Path:
