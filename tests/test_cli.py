@@ -454,6 +454,17 @@ def test_overwrite_input_writes_over_the_input(tmp_path, capsys):
     png(inputs["image"], 32)  # was 48x48: the model's output replaced it
 
 
+def test_single_image_commands_remove_the_temporary_files_of_dead_writers(tmp_path, capsys):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, live = out / f".a.png.{dead}-0a1b2c3d.tmp", out / f".b.png.{os.getppid()}-0a1b2c3d.tmp"
+    for path in (stale, live):
+        path.write_bytes(b"\x89PNG cut")
+    assert cli_ok(capsys, "generate", PROMPT, "--steps", 1, "--no_progress", "-o", out / "a.png") == [str(out / "a.png")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "a.png"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # In-process: the samplers and their defaults, pixel for pixel against the pipelines called with the same ones
 

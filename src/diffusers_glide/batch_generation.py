@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,12 +214,14 @@ def check_metadata(folder: Path, jobs: list[Job]) -> None:
 
 def write_metadata(folder: Path, jobs: list[Job]) -> None:
     """`metadata.jsonl` for every job, replaced atomically (a reader sees the old or the new file whole)."""
+    from .output_folders import temporary_path
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / METADATA_FILE
     text = "".join(json.dumps(job.record(), ensure_ascii=False) + "\n" for job in jobs)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return  # a complete folder is left as it is
-    temporary = folder / f".{METADATA_FILE}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    temporary = temporary_path(path)
     try:
         with open(temporary, "x", encoding="utf-8") as f:
             f.write(text)
