@@ -30,7 +30,7 @@ from diffusers_glide import (
     GlideScheduler,
     GlideUpsamplePipeline,
 )
-from diffusers_glide.cli import main
+from diffusers_glide.cli import build_parser, main
 from diffusers_glide.embedded import embedded_model_path
 
 PROMPT = "a red circle on a blue background"
@@ -326,6 +326,143 @@ def test_version_and_no_subcommand(capsys):
     for value, expected in (("0", "0"), ("-2", "-2"), ("two", "'two'")):
         assert main(["upsample", "x", "--image", "x.png", "--threads", value]) == 2
         assert f"argument --threads: expected a positive integer, got {expected}" in capsys.readouterr().err
+
+
+# what each command needs besides --seed (never read: the seed is refused first)
+SEEDED_COMMANDS = {
+    "generate": ["generate", PROMPT],
+    "inpaint": ["inpaint", PROMPT, "--image", "x.png", "--mask", "m.png"],
+    "img2img": ["img2img", PROMPT, "--image", "x.png"],
+    "edit": ["edit", "--image", "x.png", "--edit", "m.png", PROMPT],
+    "upsample": ["upsample", PROMPT, "--image", "x.png"],
+}
+
+
+@pytest.mark.parametrize("command", list(SEEDED_COMMANDS))
+@pytest.mark.parametrize("seed", [2**70, 2**64, -1])
+def test_seeds_out_of_range_are_usage_errors(capsys, command, seed):
+    # 2**70 was an OverflowError traceback from torch's manual_seed; seeds are integers in [0, 2**64) as with --prompts
+    assert main([*SEEDED_COMMANDS[command], "--seed", str(seed)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"diffusers-glide {command}: error: argument --seed: seeds are integers in [0, 2**64), got {seed}"
+    )
+
+
+@pytest.mark.parametrize("command", list(SEEDED_COMMANDS))
+def test_the_largest_seed_is_accepted(command):
+    args = build_parser().parse_args([*SEEDED_COMMANDS[command], "--seed", str(2**64 - 1)])
+    assert args.seed == 2**64 - 1
+    assert torch.Generator().manual_seed(args.seed).initial_seed() == 2**64 - 1
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "http"])
+def test_serve_port_out_of_range(capsys, port):
+    # 99999 was an OverflowError traceback when the server bound its socket
+    assert main(["serve", "--port", port]) == 2
+    shown = port if port.isdigit() else repr(port)
+    expected = f"diffusers-glide serve: error: argument --port: expected a port number in 1..65535, got {shown}"
+    assert capsys.readouterr().err.splitlines()[-1] == expected
+    assert build_parser().parse_args(["serve", "--port", "65535"]).port == 65535
+
+
+def _hard_link(tmp_path, inputs) -> Path:
+    os.link(inputs["image"], tmp_path / "out-2.png")
+    return tmp_path / "out-2.png"
+
+
+def _symlink(tmp_path, inputs) -> Path:
+    (tmp_path / "link.png").symlink_to(inputs["low"])
+    return tmp_path / "link.png"
+
+
+def _symlinked_input(tmp_path, inputs) -> Path:
+    (tmp_path / "input-link.png").symlink_to(inputs["low"])
+    return inputs["low"]
+
+
+def _copy_as_step(tmp_path, inputs) -> Path:
+    shutil.copy(inputs["image"], tmp_path / "edited-step1.png")
+    return tmp_path / "edited-step1.png"
+
+
+# case: (prepare(tmp, inputs) -> the output that is an input, argv(tmp, inputs), the input's flag and path)
+OUTPUT_IS_INPUT = {
+    "-o is --image": (
+        lambda tmp, inputs: inputs["image"],
+        lambda tmp, inputs: ["img2img", PROMPT, "--image", inputs["image"], "-o", inputs["image"]],
+        lambda tmp, inputs: ("--image", inputs["image"]),
+    ),
+    "-o is --mask": (
+        lambda tmp, inputs: inputs["mask"],
+        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], "-o",
+                             inputs["mask"]],
+        lambda tmp, inputs: ("--mask", inputs["mask"]),
+    ),  # fmt: skip
+    "-o is the mask of the second --edit": (
+        lambda tmp, inputs: inputs["black"],
+        lambda tmp, inputs: ["edit", "--image", inputs["image"], "--edit", inputs["mask"], PROMPT, "--edit",
+                             inputs["black"], PROMPT, "-o", inputs["black"]],
+        lambda tmp, inputs: ("--edit 2 mask", inputs["black"]),
+    ),  # fmt: skip
+    "an --save_steps image is --image": (
+        _copy_as_step,
+        lambda tmp, inputs: ["edit", "--image", tmp / "edited-step1.png", "--edit", inputs["mask"], PROMPT, "--edit",
+                             inputs["mask"], PROMPT, "--save_steps", "-o", tmp / "edited.png"],
+        lambda tmp, inputs: ("--image", tmp / "edited-step1.png"),
+    ),  # fmt: skip
+    "-o is a symlink to --image": (
+        _symlink,
+        lambda tmp, inputs: ["upsample", PROMPT, "--image", inputs["low"], "-o", tmp / "link.png"],
+        lambda tmp, inputs: ("--image", inputs["low"]),
+    ),
+    "--image is a symlink to -o": (
+        _symlinked_input,
+        lambda tmp, inputs: ["upsample", PROMPT, "--image", tmp / "input-link.png", "-o", inputs["low"]],
+        lambda tmp, inputs: ("--image", tmp / "input-link.png"),
+    ),
+    "a numbered -o is a hard link to --image": (
+        _hard_link,
+        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"],
+                             "--num_images", 3, "-o", tmp / "out.png"],
+        lambda tmp, inputs: ("--image", inputs["image"]),
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUT_IS_INPUT))
+def test_outputs_never_overwrite_inputs(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(diffusers_glide.cli, "_load", lambda *args: pytest.fail("a model was loaded"))
+    inputs = write_inputs(tmp_path)
+    prepare, argv, given = OUTPUT_IS_INPUT[case]
+    output = prepare(tmp_path, inputs)
+    flag, path = given(tmp_path, inputs)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = cli(capsys, *argv(tmp_path, inputs))
+    assert code == 2, err
+    assert err.splitlines()[-1] == (
+        f"error: The output '{output}' is the input {flag} '{path}' (the same file): give another output, or pass "
+        "--overwrite_input to write over the input."
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwrite_input_writes_over_the_input(tmp_path, capsys):
+    inputs = write_inputs(tmp_path)
+    argv = ["img2img", PROMPT, "--image", inputs["image"], "-o", inputs["image"], "--steps", 2, "--no_progress"]
+    assert cli_ok(capsys, *argv, "--overwrite_input") == [str(inputs["image"])]
+    png(inputs["image"], 32)  # was 48x48: the model's output replaced it
+
+
+def test_single_image_commands_remove_the_temporary_files_of_dead_writers(tmp_path, capsys):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, live = out / f".a.png.{dead}-0a1b2c3d.tmp", out / f".b.png.{os.getppid()}-0a1b2c3d.tmp"
+    for path in (stale, live):
+        path.write_bytes(b"\x89PNG cut")
+    assert cli_ok(capsys, "generate", PROMPT, "--steps", 1, "--no_progress", "-o", out / "a.png") == [str(out / "a.png")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "a.png"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

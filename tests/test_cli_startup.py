@@ -49,9 +49,11 @@ def test_help_version_and_usage_errors_import_no_heavy_module():
         ["generate", "a red circle", "--sampler", "euler"],
         ["upsample", "x", "--threads", "two"],
         ["serve", "--threads", "0"],
+        ["serve", "--port", "99999"],
+        ["img2img", "x", "--image", "x.png", "--seed", str(2**70)],
         ["nonsense"],
     )
-    assert output == [str([0, 0, 2, *[0] * len(commands), 2, 2, 2, 2, 2]), "[]"]
+    assert output == [str([0, 0, 2, *[0] * len(commands), 2, 2, 2, 2, 2, 2, 2]), "[]"]
 
 
 def test_the_whole_parser_has_the_trainer_and_converter_flags():

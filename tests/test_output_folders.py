@@ -310,3 +310,34 @@ def test_images_are_saved_atomically_with_the_format_of_their_suffix(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out", "red.jpeg", "red.png"]
     with pytest.raises(ValueError, match="from its suffix '.gif2'"):
         save_image_atomically(red, tmp_path / "red.gif2")
+
+
+def test_the_first_save_into_a_folder_removes_the_temporary_files_of_dead_writers(tmp_path):
+    red = PIL.Image.new("RGB", (8, 8), (255, 0, 0))
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    names = {
+        "dead": f".a.png.{dead_pid}-0a1b2c3d.tmp",  # a save killed between writing and renaming
+        "live": f".b.png.{sleeper.pid}-0a1b2c3d.tmp",  # a save in progress
+        "not ours": f".notes.{dead_pid}-12.tmp",  # not the pattern of `temporary_path` (8 hex digits)
+    }
+    try:
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"\x89PNG cut")
+        save_image_atomically(red, tmp_path / "x.png")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["live"], names["not ours"], "x.png"])
+
+        # once per folder and process, not per image: a folder may hold 100k images
+        (tmp_path / names["dead"]).write_bytes(b"")
+        save_image_atomically(red, tmp_path / "y.png")
+        assert (tmp_path / names["dead"]).exists()
+        # other folders are cleaned on their first save, unless the caller does it (the batch mode, under its lock)
+        for folder, clean in (("kept", False), ("cleaned", True)):
+            (tmp_path / folder).mkdir()
+            (tmp_path / folder / names["dead"]).write_bytes(b"")
+            save_image_atomically(red, tmp_path / folder / "z.png", clean_folder=clean)
+            assert (tmp_path / folder / names["dead"]).exists() is not clean, folder
+        assert (tmp_path / names["live"]).read_bytes() == b"\x89PNG cut"
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -8,10 +8,15 @@ The prompt file is plain text, one prompt a line, or (`.jsonl`) one JSON object 
 skipped; everything else is checked, with its line number, before a model loads.
 
 - Names: line L of the file with seed S makes `DIR/{L:05d}-seed{S}.png`, stable across runs, batch sizes and
-  process counts. `DIR/metadata.jsonl` lists `file_name`, `prompt`, `seed` for every image (datasets' `imagefolder`
-  reads it); only the main process writes it, whole and atomically, from the job list, before any sampling.
-- Resume: images are written atomically, so an image that exists is complete and is not made again. A rerun may
-  add lines or seeds but not change or drop those that `metadata.jsonl` lists (that would mix two sets).
+  process counts. `DIR/metadata.jsonl` lists `file_name`, `prompt`, `seed`, `width`, `height` for every image
+  (datasets' `imagefolder` reads it; the sizes come from the models' configs); only the main process writes it,
+  whole and atomically, from the job list, before any sampling.
+- One run per folder: the main process locks the output folders for the whole run (`folder_lock`); a second run
+  on one of them refuses at once, in every one of its processes.
+- Resume: an image is made again unless its file is complete: a regular file (not a symlink, which this command
+  never writes) holding a whole PNG of the expected size. Images are written atomically, so a file is incomplete
+  only when something else wrote it. A rerun may add lines or seeds but not change or drop those that
+  `metadata.jsonl` lists (that would mix two sets); a metadata.jsonl without sizes (earlier versions) still resumes.
 - Seeds: every image draws its noise from its own generator seeded with its seed, so with `--batch_size 1` each
   image equals `generate PROMPT --seed S` pixel for pixel. Batches are cut from the whole job list before it is
   shared between processes, so a given batch size gives the same files on any number of processes. Other batch
@@ -26,14 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
+import stat
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 METADATA_FILE = "metadata.jsonl"
 JSON_KEYS = ("prompt", "seed", "seeds")
-SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this
+SIZE_KEYS = ("width", "height")  # of the metadata records; metadata.jsonl of earlier versions lacks them
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this (and maps negative ones onto them)
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk that closes every PNG (length 0, type, CRC)
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,9 @@ class Job:
     def file_name(self) -> str:
         return f"{self.line:05d}-seed{self.seed}.png"
 
-    def record(self) -> dict:
-        """Its `metadata.jsonl` record."""
-        return {"file_name": self.file_name, "prompt": self.prompt, "seed": self.seed}
+    def record(self, size: tuple[int, int]) -> dict:
+        """Its `metadata.jsonl` record, for an image of `size` (width, height)."""
+        return {"file_name": self.file_name, "prompt": self.prompt, "seed": self.seed, **dict(zip(SIZE_KEYS, size))}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,6 +89,18 @@ def _check_seeds(seeds: list) -> str | None:
     return None
 
 
+def seed_number(value: str) -> int:
+    """The argparse type of `--seed`: an integer in [0, 2**64), the seeds torch's generators take."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    problem = _seed_problem(number)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return number
+
+
 def seed_list(value: str) -> list[int]:
     """The argparse type of `--seeds`: comma-separated distinct non-negative integers, e.g. `0,1,2`."""
     try:
@@ -99,9 +119,12 @@ def command_line_seeds(args) -> list[int]:
         if args.seed is not None or args.num_images != 1:
             raise ValueError("give --seeds, or --seed with --num_images, not both.")
         return args.seeds
-    first = 0 if args.seed is None else args.seed
-    if first < 0 or first + args.num_images > SEED_LIMIT:
-        raise ValueError(f"--seed {first}: with --prompts, seeds are integers in [0, 2**64).")
+    first = 0 if args.seed is None else args.seed  # in [0, 2**64): see `seed_number`
+    if first + args.num_images > SEED_LIMIT:
+        raise ValueError(
+            f"--seed {first} with --num_images {args.num_images}: the last seed, {first + args.num_images - 1}, is "
+            "not below 2**64 (seeds are integers in [0, 2**64))."
+        )
     return list(range(first, first + args.num_images))
 
 
@@ -142,6 +165,8 @@ def _read_json_line(line: str, where: str) -> tuple[str, list[int] | None]:
         entry = json.loads(line)
     except json.JSONDecodeError as decode_error:
         raise error(f"invalid JSON ({decode_error.msg}, column {decode_error.colno}).") from None
+    except RecursionError:  # json's decoder recurses once per nested list or object
+        raise error("JSON nested too deeply to read (a prompt line is one flat object).") from None
     if not isinstance(entry, dict):
         raise error(f'expected a JSON object such as {{"prompt": "a red circle", "seed": 0}}, got {line.strip()}')
     unknown = [key for key in entry if key not in JSON_KEYS]
@@ -171,23 +196,27 @@ def _read_json_line(line: str, where: str) -> tuple[str, list[int] | None]:
 # The output folder: metadata, resume, batches
 
 
-def check_metadata(folder: Path, jobs: list[Job]) -> None:
-    """Refuse a folder whose `metadata.jsonl` lists an image that `jobs` would not make the same way."""
+def check_metadata(folder: Path, jobs: list[Job], size: tuple[int, int]) -> None:
+    """Refuse a folder whose `metadata.jsonl` lists an image that `jobs` would not make the same way (`size`: the
+    images' (width, height); records without sizes, from earlier versions, are compared without them)."""
     path = folder / METADATA_FILE
     if not path.is_file():
         return
-    wanted = {job.file_name: job.record() for job in jobs}
+    wanted = {job.file_name: job.record(size) for job in jobs}
     try:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         listed = {record["file_name"]: record for record in records}
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"cannot read {path} ({error}): delete it or give a new --output_dir.") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        problem = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise ValueError(f"cannot read {path} ({problem}): delete it or give a new --output_dir.") from None
     for name, record in listed.items():
         if name not in wanted:
             raise ValueError(
                 f"{path} lists {name}, which the prompt file and seeds no longer make: resume with the same prompts "
                 "and seeds (more lines or seeds may be added), or give a new --output_dir."
             )
+        if not any(key in record for key in SIZE_KEYS):
+            wanted[name] = {key: value for key, value in wanted[name].items() if key not in SIZE_KEYS}
         if record != wanted[name]:
             raise ValueError(
                 f"{path} lists {name} as {json.dumps(record)}, but the prompt file and seeds now make it as "
@@ -195,14 +224,16 @@ def check_metadata(folder: Path, jobs: list[Job]) -> None:
             )
 
 
-def write_metadata(folder: Path, jobs: list[Job]) -> None:
+def write_metadata(folder: Path, jobs: list[Job], size: tuple[int, int]) -> None:
     """`metadata.jsonl` for every job, replaced atomically (a reader sees the old or the new file whole)."""
+    from .output_folders import temporary_path
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / METADATA_FILE
-    text = "".join(json.dumps(job.record(), ensure_ascii=False) + "\n" for job in jobs)
+    text = "".join(json.dumps(job.record(size), ensure_ascii=False) + "\n" for job in jobs)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return  # a complete folder is left as it is
-    temporary = folder / f".{METADATA_FILE}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    temporary = temporary_path(path)
     try:
         with open(temporary, "x", encoding="utf-8") as f:
             f.write(text)
@@ -218,12 +249,46 @@ def cut_batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
 
 
 def is_done(job: Job, written: list[set[str]]) -> bool:
-    """Whether every output of `job` exists (`written`: the file names in each output folder)."""
+    """Whether every output of `job` is made (`written`: the complete images of each output folder)."""
     return all(job.file_name in names for names in written)
 
 
-def _file_names(folder: Path) -> set[str]:
-    return set(os.listdir(folder)) if folder.is_dir() else set()
+def complete_images(folder: Path, jobs: list[Job], size: tuple[int, int]) -> set[str]:
+    """The file names of the jobs' images that `folder` holds complete ([`is_complete_png`])."""
+    names = set(os.listdir(folder)) if folder.is_dir() else set()
+    return {job.file_name for job in jobs if job.file_name in names and is_complete_png(folder / job.file_name, size)}
+
+
+def is_complete_png(path: Path, size: tuple[int, int]) -> bool:
+    """Whether `path` is a regular file holding a whole PNG of `size` (width, height), as this command writes them.
+
+    A symlink is not followed: this command never writes one, and a dataset whose files point elsewhere can change
+    or lose them; the image is made again, which replaces the link, not its target. No other format is decoded, the
+    size is checked on the header before the pixels are decoded, and the file must end with PNG's closing chunk
+    (Pillow decodes the pixels of a file cut after them)."""
+    import PIL.Image
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:  # missing, a symlink, unreadable
+        return False
+    with open(descriptor, "rb") as file:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_size < len(PNG_END):
+            return False
+        file.seek(-len(PNG_END), os.SEEK_END)
+        if file.read() != PNG_END:
+            return False
+        file.seek(0)
+        try:
+            with PIL.Image.open(file, formats=["PNG"]) as image:
+                if image.size != tuple(size):
+                    return False
+                image.load()
+        except (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,11 +327,12 @@ def run_batch_generation(args) -> int:
     from .output_folders import check_output_image_paths
 
     jobs = read_jobs(args.prompts, command_line_seeds(args))
-    folders = [args.output_dir] + ([args.low_output_dir] if args.low_output_dir is not None else [])
-    for folder in folders:
-        check_metadata(folder, jobs)
-    check_output_image_paths(folder / jobs[0].file_name for folder in folders)
+    folders = {"--output_dir": args.output_dir}
+    if args.low_output_dir is not None:
+        folders["--low_output_dir"] = args.low_output_dir
+    check_output_image_paths(folder / jobs[0].file_name for folder in folders.values())
     device = _device(args.device)
+    sizes = output_sizes(args)
 
     from accelerate import PartialState
 
@@ -279,26 +345,91 @@ def run_batch_generation(args) -> int:
             )
         device = state.device
 
-    # Every process lists the folders before any of them writes (the barrier), so all agree on what is left.
-    written = [_file_names(folder) for folder in folders]
-    batch_size = args.batch_size or 1
-    todo = [batch for batch in cut_batches(jobs, batch_size) if not all(is_done(job, written) for job in batch)]
-    if state.is_main_process:
-        for folder in folders:
-            write_metadata(folder, jobs)
-        left = sum(not is_done(job, written) for job in jobs)
-        print(
-            f"{len(jobs)} images: {len(jobs) - left} already made, {left} to make in {len(todo)} batch(es) of up to "
-            f"{batch_size} on {state.num_processes} process(es).",
-            file=sys.stderr,
-        )
-    state.wait_for_everyone()
-    with state.split_between_processes(todo) as share:
-        made = _make_share(share, folders, written, args, device, progress=state.is_local_main_process)
-    who = f"process {state.process_index} of {state.num_processes}: " if state.num_processes > 1 else ""
-    print(f"{who}wrote {made} image file(s).", file=sys.stderr)
-    state.wait_for_everyone()
+    with ExitStack() as lock:
+        # The main process locks and prepares the folders; every process gets what it found, or its error, so that
+        # all agree on what is left and none waits at a barrier for a main process that failed.
+        written = problem = None
+        if state.is_main_process:
+            try:
+                written = _prepare_folders(lock, folders, sizes, jobs)
+            except (ValueError, OSError) as error:
+                _from_main_process(state, (None, str(error)))
+                raise
+        written, problem = _from_main_process(state, (written, problem))
+        if problem is not None:
+            raise ValueError(problem)
+
+        batch_size = args.batch_size or 1
+        todo = [batch for batch in cut_batches(jobs, batch_size) if not all(is_done(job, written) for job in batch)]
+        if state.is_main_process:
+            left = sum(not is_done(job, written) for job in jobs)
+            print(
+                f"{len(jobs)} images: {len(jobs) - left} already made, {left} to make in {len(todo)} batch(es) of up "
+                f"to {batch_size} on {state.num_processes} process(es).",
+                file=sys.stderr,
+            )
+        with state.split_between_processes(todo) as share:
+            made = _make_share(share, list(folders.values()), written, args, device, state.is_local_main_process)
+        who = f"process {state.process_index} of {state.num_processes}: " if state.num_processes > 1 else ""
+        print(f"{who}wrote {made} image file(s).", file=sys.stderr)
+        state.wait_for_everyone()  # the lock is held until every process is done
     return 0
+
+
+def output_sizes(args) -> list[tuple[int, int]]:
+    """The (width, height) of the images of --output_dir (and --low_output_dir), from the models' configs."""
+    from .cli import _model_or_embedded
+    from .pipelines import GlidePipeline, GlideUpsamplePipeline
+
+    base = _model_image_size(GlidePipeline, _model_or_embedded(args.model, "base"))
+    if args.upsampler is None:
+        return [base]
+    upsampled = _model_image_size(GlideUpsamplePipeline, _model_or_embedded(args.upsampler, "upsample"))
+    return [upsampled] if args.low_output_dir is None else [upsampled, base]
+
+
+def _model_image_size(pipeline_class, source: str) -> tuple[int, int]:
+    """The size of the images of the pipeline at `source` (folder or Hub repo id): its square UNet's `sample_size`,
+    read from `unet/config.json` alone (`ConfigMixin.load_config`), without the weights."""
+    import inspect
+
+    from .models import GlideUNet2DModel
+    from .pipelines.checks import check_hub_id
+
+    if os.path.isdir(source):
+        pipeline_class._check_pipeline_folder(Path(source), passed={})  # the loader's errors for a wrong folder
+    else:
+        check_hub_id(source, "pipeline folder")
+    config = GlideUNet2DModel.load_config(source, subfolder="unet")
+    # a config without the key gets the default, as when the model loads
+    side = config.get("sample_size", inspect.signature(GlideUNet2DModel).parameters["sample_size"].default)
+    return (side, side)
+
+
+def _prepare_folders(lock: ExitStack, folders: dict[str, Path], sizes, jobs: list[Job]) -> list[set[str]]:
+    """The main process's work before sampling: lock the folders (held until `lock` closes), check their metadata,
+    find their complete images, remove killed writers' temporary files and write the metadata. Returns the
+    complete images of each folder."""
+    from .folder_lock import lock_folders
+    from .output_folders import remove_stale_temporaries
+
+    lock.enter_context(lock_folders(folders))
+    for folder, size in zip(folders.values(), sizes, strict=True):
+        check_metadata(folder, jobs, size)
+    written = [complete_images(folder, jobs, size) for folder, size in zip(folders.values(), sizes, strict=True)]
+    for folder, size in zip(folders.values(), sizes, strict=True):
+        remove_stale_temporaries(folder)  # under the lock, no other run writes here: once per run, not per image
+        write_metadata(folder, jobs, size)
+    return written
+
+
+def _from_main_process(state, value):
+    """`value` as the main process has it, in every process (each process calls this once at the same point)."""
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
 
 
 def _make_share(share: list[list[Job]], folders, written, args, device, progress: bool) -> int:
@@ -333,8 +464,9 @@ def _make_share(share: list[list[Job]], folders, written, args, device, progress
                 ) from error
             for index, job in enumerate(batch):
                 for folder, names, results in zip(folders, written, (images, low)[: len(folders)], strict=True):
-                    if job.file_name not in names:  # a batch is made whole, but existing images stay untouched
-                        save_image_atomically(results[index], folder / job.file_name)
+                    if job.file_name not in names:  # a batch is made whole, but complete images stay untouched
+                        # the main process removed dead writers' temporary files when it locked the folder
+                        save_image_atomically(results[index], folder / job.file_name, clean_folder=False)
                         print(folder / job.file_name, flush=True)
                         made += 1
             bar.update(len(batch))

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import shlex
 import sys
 from collections.abc import Iterable
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING
 # Only light modules at the top: help, --version and usage errors must not wait for torch and diffusers
 # (seconds). The commands import what they run; tests/test_cli_startup.py checks it.
 from . import __version__
-from .batch_generation import seed_list
+from .batch_generation import seed_list, seed_number
 from .embedded import embedded_model_path
 from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps, use_sampler
 
@@ -50,6 +52,7 @@ DEFAULT = "default"  # the value of --upsampler / --clip that names the embedded
 MASK_CONVENTION = "white = repaint, black = keep (the diffusers convention; GLIDE's own masks are the opposite)"
 # torch device types that can sample (`meta` tensors, for one, hold no data)
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+OVERWRITE_INPUT = "--overwrite_input"  # the flag that lets an output replace an input file
 
 
 class CLIError(ValueError):
@@ -67,6 +70,16 @@ def _positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {value!r}") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {number}")
     return number
 
 
@@ -158,7 +171,11 @@ def _add_sampling_arguments(
         "-o", "--output", type=Path, default=Path(output_default), action=_StoreOutput, help=output_help
     )
     parser.add_argument("--num_images", type=_positive_int, default=1, help="images to sample (default: %(default)s)")
-    parser.add_argument("--seed", type=int, help="seed of the sampling noise: the same seed gives the same images")
+    parser.add_argument(
+        "--seed",
+        type=seed_number,
+        help="seed of the sampling noise, in [0, 2**64): the same seed gives the same images",
+    )
     _add_sampler_arguments(parser, fast_steps, configured, default_help=sampler_default_help)
     parser.add_argument(
         "--guidance_scale",
@@ -199,6 +216,15 @@ def _add_clip_arguments(parser) -> None:
         type=_non_negative_float,
         help="CLIP guidance scale; 0 disables it (default: 3.0, the notebook's, with --clip; otherwise 0). "
         "Combines with --guidance_scale; the notebook uses --guidance_scale 1 with CLIP guidance",
+    )
+
+
+def _add_overwrite_input(parser, inputs: str) -> None:
+    parser.add_argument(
+        OVERWRITE_INPUT,
+        action="store_true",
+        help=f"let an output replace an input file ({inputs}); without it, a run that would write over one of its "
+        "inputs (the same path, a symlink or a hard link to it) is refused before anything loads",
     )
 
 
@@ -357,6 +383,7 @@ def _build_parsers(
         "sketch-guided inpainting: below 1 the masked region starts from --image (paint a rough colour sketch "
         "into it) instead of noise",
     )
+    _add_overwrite_input(inpaint, "--image, --mask")
     _add_runtime_arguments(inpaint)
 
     # img2img ----------------------------------------------------------------------------------------------
@@ -384,6 +411,7 @@ def _build_parsers(
         BASE_CONFIGURATION,
     )
     _add_strength(img2img, "GlideImg2ImgPipeline", "how far the image is noised")
+    _add_overwrite_input(img2img, "--image")
     _add_clip_arguments(img2img)
     _add_runtime_arguments(img2img)
 
@@ -422,7 +450,7 @@ def _build_parsers(
         action="store_true",
         help="also write the image after each edit but the last, as <stem>-step<k><suffix>",
     )
-    edit.add_argument("--seed", type=int, help="seed of the sampling noise of all edits")
+    edit.add_argument("--seed", type=seed_number, help="seed of the sampling noise of all edits, in [0, 2**64)")
     _add_sampler_arguments(edit, FAST_STEPS, INPAINT_CONFIGURATION, default_help=INPAINT_SAMPLER)
     edit.add_argument(
         "--guidance_scale",
@@ -431,6 +459,7 @@ def _build_parsers(
         help="classifier-free guidance scale; <= 1 disables guidance (default: %(default)s)",
     )
     _add_strength(edit, "GlideInpaintPipeline", "the strength of the edits that give none")
+    _add_overwrite_input(edit, "--image, the masks of --edit")
     _add_runtime_arguments(edit)
 
     # upsample ---------------------------------------------------------------------------------------------
@@ -466,6 +495,7 @@ def _build_parsers(
         f"{DPM_SOLVER}; with --inpaint_image or --mask, {INPAINT_SAMPLER}",
     )
     _add_upsample_temp(upsample)
+    _add_overwrite_input(upsample, "--image, --inpaint_image, --mask")
     _add_runtime_arguments(upsample)
 
     # serve ------------------------------------------------------------------------------------------------
@@ -491,7 +521,7 @@ def _build_parsers(
         default="127.0.0.1",
         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 serves the network)",
     )
-    serve.add_argument("--port", type=_positive_int, default=7860, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=_port, default=7860, help="port, 1..65535 (default: %(default)s)")
     serve.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     serve.add_argument(
         "--max_file_size", default="10mb", help="largest upload Gradio accepts, e.g. 5mb (default: %(default)s)"
@@ -603,6 +633,29 @@ def _check_outputs(path: Path, count: int, tags: tuple[str, ...] = ("",)) -> Non
     from .output_folders import check_output_image_paths
 
     check_output_image_paths(_output_path(path, i, count, tag) for tag in tags for i in {0, count - 1})
+
+
+def _numbered_outputs(path: Path, count: int) -> list[Path]:
+    """The outputs `_output_paths(path, count)` that may exist: the folder is listed rather than each name tried (a
+    huge --num_images builds no list of names). Names are matched regardless of case, for file systems that ignore
+    it; the paths returned are the ones the command writes."""
+    if count == 1:
+        return [path]
+    pattern = re.compile(re.escape(path.stem) + "-(0|[1-9][0-9]*)" + re.escape(path.suffix), re.IGNORECASE)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:  # no folder yet: no output exists
+        return []
+    indices = {int(match[1]) for match in map(pattern.fullmatch, names) if match}
+    return [_output_path(path, index, count) for index in sorted(indices) if index < count]
+
+
+def _check_inputs_kept(args, outputs: list[Path], inputs: dict[str, Path | None]) -> None:
+    """Refuse, before anything loads, a run whose outputs would replace one of its inputs, unless --overwrite_input."""
+    from .output_folders import check_inputs_kept
+
+    if not args.overwrite_input:
+        check_inputs_kept(outputs, inputs, allow=OVERWRITE_INPUT)
 
 
 def _save(images, paths: list[Path]) -> None:
@@ -738,6 +791,7 @@ def run_img2img(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), {"--image": args.image})
     image = _read_image(args.image, "image")
     pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
     if args.clip is not None:
@@ -784,9 +838,14 @@ def run_edit(args) -> int:
     from .pipelines import GlideInpaintPipeline, apply_edits
 
     device = _device(args.device)
+    steps = [
+        args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(args.edits))
+    ]
+    outputs = [*(steps if args.save_steps else []), args.output]
+    masks = {f"--edit {number} mask": Path(value[0]) for number, value in enumerate(args.edits, start=1)}
+    _check_inputs_kept(args, outputs, {"--image": args.image, **masks})
     edits = _parse_edits(args.edits, args.strength)
-    steps = [args.output.with_name(f"{args.output.stem}-step{k}{args.output.suffix}") for k in range(1, len(edits))]
-    check_output_image_paths([*(steps if args.save_steps else []), args.output])
+    check_output_image_paths(outputs)
     image = _read_image(args.image, "image")
     source = _model_or_embedded(args.model, "base-inpaint")
     pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
@@ -798,7 +857,7 @@ def run_edit(args) -> int:
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
     )
-    _save(results, [*steps, args.output] if args.save_steps else [args.output])
+    _save(results, outputs)
     return 0
 
 
@@ -807,6 +866,8 @@ def run_inpaint(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    inputs = {"--image": args.image, "--mask": args.mask}
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
     source = _model_or_embedded(args.model, "base-inpaint")
     image = _read_image(args.image, "image")
     mask = _read_image(args.mask, "mask")
@@ -831,6 +892,8 @@ def run_upsample(args) -> int:
 
     device = _device(args.device)
     _check_outputs(args.output, args.num_images)
+    inputs = {"--image": args.image, "--inpaint_image": args.inpaint_image, "--mask": args.mask}
+    _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
     inpainting = args.inpaint_image is not None or args.mask is not None
     source = _model_or_embedded(args.model, "upsample-inpaint" if inpainting else "upsample")
     # the fast path for upsampling; GLIDE's own sampler for inpainting (see INPAINT_SAMPLER)

@@ -12,7 +12,9 @@ pipeline and its checkpoints) goes through [`OutputFolder`]:
 - only an empty folder or a recognisable earlier output may be replaced (the latter with `overwrite=True`), and never
   the current folder, the home folder, `/`, their ancestors, or a folder that holds one of the run's inputs.
 
-Images are written to a temporary file in the same folder and renamed into place ([`save_image_atomically`]).
+Images are written to a temporary file in the same folder, `.<name>.<pid>-<random>.tmp`, and renamed into place
+([`save_image_atomically`]); the first write of a folder in a process removes the temporary files of dead processes
+([`remove_stale_temporaries`]), never those of live ones.
 Files and folders get the usual permissions (`0o666` / `0o777` less the umask), not `tempfile`'s private `0o700`.
 """
 
@@ -28,7 +30,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,7 @@ EARLIER_OUTPUTS = (
     f"({', '.join(name + '/' for name in CLIP_COMPONENT_FOLDERS)})"
 )
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)-[0-9a-f]+$")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")  # see temporary_path
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _EXCHANGE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -317,13 +320,83 @@ def check_output_image_paths(paths: Iterable[str | os.PathLike]) -> None:
         writable.add(folder)
 
 
-def save_image_atomically(image: PIL.Image.Image, path: str | os.PathLike) -> Path:
+def temporary_path(path: Path) -> Path:
+    """Where a file is written before it is renamed to `path`: `.<name>.<pid>-<8 hex digits>.tmp` next to it (the
+    pid tells [`remove_stale_temporaries`] whether its writer still runs)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files (`.<name>.<pid>-<random>.tmp`) that writers killed mid-write left in `folder`;
+    those of live processes stay. Returns how many were deleted.
+
+    Process ids are this machine's: where processes of other machines write the same folder, only one process of
+    the run that excludes all others (the batch mode's main process, under its lock) may call this."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    removed = 0
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False) or _pid_alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:  # another writer of the folder removed it first
+            continue
+        removed += 1
+    return removed
+
+
+_cleaned_folders: set[Path] = set()
+
+
+def _remove_stale_temporaries_once(folder: Path) -> None:
+    """[`remove_stale_temporaries`] on the first write of `folder` by this process: a folder may hold 100k images,
+    and listing it again for each would cost more than the images."""
+    key = folder.resolve()
+    if key not in _cleaned_folders:
+        _cleaned_folders.add(key)
+        remove_stale_temporaries(key)
+
+
+def check_inputs_kept(outputs: Iterable[Path], inputs: Mapping[str, Path | None], allow: str) -> None:
+    """ValueError when writing one of `outputs` would replace one of `inputs` (flag -> path; None: not given): the
+    same path, or the same file through a symlink or a hard link (`os.path.samestat`). Only outputs that exist are
+    compared: one that does not exist cannot be an input that does, and an input that does not exist fails when it
+    is read. `allow` names the flag that permits it."""
+    identities = {}
+    for flag, path in inputs.items():
+        try:
+            identities[flag, path] = os.stat(path)
+        except (OSError, TypeError, ValueError):  # missing or not given
+            continue
+    if not identities:
+        return
+    for output in outputs:
+        try:
+            found = os.stat(output)  # follows a symlink to what it points to
+        except (OSError, ValueError):
+            continue
+        for (flag, path), identity in identities.items():
+            if os.path.samestat(found, identity):
+                raise ValueError(
+                    f"The output {str(output)!r} is the input {flag} {str(path)!r} (the same file): give another "
+                    f"output, or pass {allow} to write over the input."
+                )
+
+
+def save_image_atomically(image: PIL.Image.Image, path: str | os.PathLike, clean_folder: bool = True) -> Path:
     """Save `image` to `path` (format from the suffix) through a temporary file in the same folder, so that `path`
-    never holds a partial image; parent folders are created."""
+    never holds a partial image; parent folders are created. With `clean_folder`, the first save into a folder in
+    this process also removes the temporary files of dead writers ([`remove_stale_temporaries`])."""
     path = Path(path)
     format_name = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    if clean_folder:
+        _remove_stale_temporaries_once(path.parent)
+    temporary = temporary_path(path)
     try:
         with open(temporary, "xb") as f:  # 0o666 less the umask
             image.save(f, format=format_name)
