@@ -377,7 +377,7 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
         printed = runs[holder][1].read()  # unblocks it
         assert runs[holder][0].wait(timeout=300) == 0
     finally:
-        for process, stdout, stderr in runs.values():
+        for process, stdout, _stderr in runs.values():
             process.kill()
             process.wait()
             stdout.close()

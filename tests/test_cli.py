@@ -395,20 +395,51 @@ OUTPUT_IS_INPUT = {
     ),
     "-o is --mask": (
         lambda tmp, inputs: inputs["mask"],
-        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"], "-o",
-                             inputs["mask"]],
+        lambda tmp, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            inputs["mask"],
+            "-o",
+            inputs["mask"],
+        ],
         lambda tmp, inputs: ("--mask", inputs["mask"]),
     ),  # fmt: skip
     "-o is the mask of the second --edit": (
         lambda tmp, inputs: inputs["black"],
-        lambda tmp, inputs: ["edit", "--image", inputs["image"], "--edit", inputs["mask"], PROMPT, "--edit",
-                             inputs["black"], PROMPT, "-o", inputs["black"]],
+        lambda tmp, inputs: [
+            "edit",
+            "--image",
+            inputs["image"],
+            "--edit",
+            inputs["mask"],
+            PROMPT,
+            "--edit",
+            inputs["black"],
+            PROMPT,
+            "-o",
+            inputs["black"],
+        ],
         lambda tmp, inputs: ("--edit 2 mask", inputs["black"]),
     ),  # fmt: skip
     "an --save_steps image is --image": (
         _copy_as_step,
-        lambda tmp, inputs: ["edit", "--image", tmp / "edited-step1.png", "--edit", inputs["mask"], PROMPT, "--edit",
-                             inputs["mask"], PROMPT, "--save_steps", "-o", tmp / "edited.png"],
+        lambda tmp, inputs: [
+            "edit",
+            "--image",
+            tmp / "edited-step1.png",
+            "--edit",
+            inputs["mask"],
+            PROMPT,
+            "--edit",
+            inputs["mask"],
+            PROMPT,
+            "--save_steps",
+            "-o",
+            tmp / "edited.png",
+        ],
         lambda tmp, inputs: ("--image", tmp / "edited-step1.png"),
     ),  # fmt: skip
     "-o is a symlink to --image": (
@@ -423,8 +454,18 @@ OUTPUT_IS_INPUT = {
     ),
     "a numbered -o is a hard link to --image": (
         _hard_link,
-        lambda tmp, inputs: ["inpaint", PROMPT, "--image", inputs["image"], "--mask", inputs["mask"],
-                             "--num_images", 3, "-o", tmp / "out.png"],
+        lambda tmp, inputs: [
+            "inpaint",
+            PROMPT,
+            "--image",
+            inputs["image"],
+            "--mask",
+            inputs["mask"],
+            "--num_images",
+            3,
+            "-o",
+            tmp / "out.png",
+        ],
         lambda tmp, inputs: ("--image", inputs["image"]),
     ),  # fmt: skip
 }
@@ -461,7 +502,9 @@ def test_single_image_commands_remove_the_temporary_files_of_dead_writers(tmp_pa
     stale, live = out / f".a.png.{dead}-0a1b2c3d.tmp", out / f".b.png.{os.getppid()}-0a1b2c3d.tmp"
     for path in (stale, live):
         path.write_bytes(b"\x89PNG cut")
-    assert cli_ok(capsys, "generate", PROMPT, "--steps", 1, "--no_progress", "-o", out / "a.png") == [str(out / "a.png")]
+    assert cli_ok(capsys, "generate", PROMPT, "--steps", 1, "--no_progress", "-o", out / "a.png") == [
+        str(out / "a.png")
+    ]
     assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "a.png"])
 
 

@@ -58,7 +58,12 @@ class Job:
 
     def record(self, size: tuple[int, int]) -> dict:
         """Its `metadata.jsonl` record, for an image of `size` (width, height)."""
-        return {"file_name": self.file_name, "prompt": self.prompt, "seed": self.seed, **dict(zip(SIZE_KEYS, size))}
+        return {
+            "file_name": self.file_name,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            **dict(zip(SIZE_KEYS, size, strict=True)),
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -266,7 +271,7 @@ def is_complete_png(path: Path, size: tuple[int, int]) -> bool:
     or lose them; the image is made again, which replaces the link, not its target. No other format is decoded, the
     size is checked on the header before the pixels are decoded, and the file must end with PNG's closing chunk
     (Pillow decodes the pixels of a file cut after them)."""
-    import PIL.Image
+    from .image_files import ImageFileError, read_image
 
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block
     try:
@@ -281,14 +286,12 @@ def is_complete_png(path: Path, size: tuple[int, int]) -> bool:
         if file.read() != PNG_END:
             return False
         file.seek(0)
-        try:
-            with PIL.Image.open(file, formats=["PNG"]) as image:
-                if image.size != tuple(size):
-                    return False
-                image.load()
-        except (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError):
+        width, height = size
+        try:  # a larger image is refused from its header
+            image = read_image(file.read(), f"image {path}", max_pixels=width * height, formats=("PNG",))
+        except ImageFileError:
             return False
-    return True
+    return image.size == (width, height)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import PIL.ImageOps
 
 # Pillow's names of the formats read; each is decoded by Pillow itself (no external program)
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
-FORMATS_TEXT = "a PNG, JPEG, WebP, BMP, GIF or TIFF image"
+_DISPLAY_NAMES = {"WEBP": "WebP"}
 # 8192 x 8192: a 48-megapixel photo passes; 256 MB as RGBA, a size any machine that samples GLIDE decodes
 MAX_PIXELS = 8192 * 8192
 # what Pillow's decoders raise on a broken file
@@ -45,26 +45,36 @@ class ImageFileError(ValueError):
     """An image file that is refused or cannot be read, with a one-line message that names it."""
 
 
+def formats_text(formats: tuple[str, ...] = FORMATS) -> str:
+    """`a PNG, JPEG, WebP, BMP, GIF or TIFF image` for `FORMATS`."""
+    names = [_DISPLAY_NAMES.get(name, name) for name in formats]
+    return "a " + (f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]) + " image"
+
+
 def pixels_text(max_pixels: int) -> str:
     """`4096x4096 pixels` for a square count, else `N pixels`."""
     side = int(max_pixels**0.5)
     return f"{side}x{side} pixels" if side * side == max_pixels else f"{max_pixels} pixels"
 
 
-def read_image(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> PIL.Image.Image:
+def read_image(
+    source, what: str = "image", max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] = FORMATS
+) -> PIL.Image.Image:
     """
     The image in `source` (a path, or the file's bytes) as a loaded PIL image, upright, its first frame.
 
     `what` starts every error message: name the file there (`"image in.png"`, `"The uploaded image"`).
-    Raises `ImageFileError` for a file that cannot be opened, a format outside `FORMATS`, more than `max_pixels`
-    pixels, an empty image or undecodable pixels.
+    Raises `ImageFileError` for a file that cannot be opened, a format outside `formats` (some of `FORMATS`), more
+    than `max_pixels` pixels, an empty image or undecodable pixels.
     """
+    if not set(formats) <= set(FORMATS):
+        raise ValueError(f"`formats` must be some of {FORMATS}, got {formats}.")
     try:
         file = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")  # noqa: SIM115
     except OSError as error:
         raise ImageFileError(f"{what} cannot be read: {error.strerror or error}.") from None
     with file:
-        image = _open(file, what, max_pixels)
+        image = _open(file, what, max_pixels, formats)
         with image:
             width, height = image.size
             if width * height > max_pixels:
@@ -78,14 +88,14 @@ def read_image(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> PIL
                 raise ImageFileError(f"{what} cannot be decoded: {_one_line(error)}") from error
 
 
-def _open(file, what: str, max_pixels: int) -> PIL.Image.Image:
-    """`PIL.Image.open` restricted to `FORMATS` (sniffed from the bytes); reads only the header."""
+def _open(file, what: str, max_pixels: int, formats: tuple[str, ...]) -> PIL.Image.Image:
+    """`PIL.Image.open` restricted to `formats` (sniffed from the bytes); reads only the header."""
     try:
         # Pillow warns above its MAX_IMAGE_PIXELS: `read_image` refuses such an image right after, naming its size.
         # (`catch_warnings` is not thread-safe: at worst this warning stays ignored, and the gate still refuses.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            return PIL.Image.open(file, formats=FORMATS)
+            return PIL.Image.open(file, formats=formats)
     except PIL.Image.DecompressionBombError as error:  # twice Pillow's limit: refused by `open`, which gives no size
         found = re.search(r"\((\d+) pixels\)", str(error))
         count = f"{found.group(1)} pixels" if found else "more pixels than Pillow opens"
@@ -94,7 +104,7 @@ def _open(file, what: str, max_pixels: int) -> PIL.Image.Image:
         file.seek(0)
         other = _pillow_format(file.read(16))
         found = f" (it is {other})" if other else ""
-        raise ImageFileError(f"{what} is not {FORMATS_TEXT}{found}.") from None
+        raise ImageFileError(f"{what} is not {formats_text(formats)}{found}.") from None
     except _DECODING_ERRORS as error:
         raise ImageFileError(f"{what} cannot be read as an image: {_one_line(error)}") from error
 
