@@ -140,3 +140,14 @@ def test_the_mode_and_depth_are_kept(tmp_path):
     PIL.Image.new("I;16", (4, 4), 40000).save(buffer, "PNG")
     image = read_image(buffer.getvalue())
     assert image.mode in ("I;16", "I") and image.getpixel((0, 0)) == 40000
+
+
+def test_a_caller_may_read_fewer_formats(tmp_path):
+    path = tmp_path / "photo.png"
+    PIL.Image.new("RGB", (4, 4)).save(path, "JPEG")
+    with pytest.raises(ImageFileError) as refused:
+        read_image(path, "image photo.png", formats=("PNG",))
+    assert str(refused.value) == "image photo.png is not a PNG image (it is JPEG)."
+    assert read_image(path, formats=("PNG", "JPEG")).size == (4, 4)
+    with pytest.raises(ValueError, match=r"`formats` must be some of \('PNG', 'JPEG', 'WEBP', 'BMP', 'GIF', 'TIFF'\)"):
+        read_image(path, formats=("EPS",))
