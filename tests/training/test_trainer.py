@@ -330,3 +330,43 @@ def test_random_crops_train_an_upsampler_on_crops_of_its_images(tmp_path, monkey
     for bad, message in (("10", "a multiple of 4"), ("64", r"at most the resolution \(32\)")):
         with pytest.raises(ValueError, match=message):
             GlideTrainer(_args(tmp_path / bad, "--model_type", "upsample", "--resolution", "32", "--crop_size", bad))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Numbers: no optimizer setting and no training step may produce (and save) a NaN model
+
+
+@pytest.mark.parametrize(
+    "flag, value, interval, shown",
+    [
+        ("--learning_rate", "inf", "(0, 1]", "inf"),
+        ("--learning_rate", "1e10", "(0, 1]", "1e+10"),
+        ("--learning_rate", "nan", "(0, 1]", "nan"),
+        ("--learning_rate", "0", "(0, 1]", "0"),
+        ("--learning_rate", "-1e-4", "(0, 1]", "-0.0001"),
+        ("--adam_beta1", "1", "[0, 1)", "1"),
+        ("--adam_beta2", "1.0000001", "[0, 1)", "1.0000001"),
+        ("--adam_epsilon", "0", "(0, inf)", "0"),
+        ("--adam_epsilon", "inf", "(0, inf)", "inf"),
+        ("--adam_weight_decay", "-0.1", "[0, 1]", "-0.1"),
+        ("--adam_weight_decay", "1e3", "[0, 1]", "1000"),
+        ("--max_grad_norm", "nan", "[0, inf)", "nan"),
+        ("--max_grad_norm", "-1", "[0, inf)", "-1"),
+        ("--vb_weight", "inf", "[0, inf)", "inf"),
+        ("--noise_offset", "-0.1", "[0, inf)", "-0.1"),
+    ],
+)
+def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, capsys, flag, value, interval, shown):
+    from diffusers_glide.cli import main
+
+    output_dir = tmp_path / "run"
+    assert main(["train", "--output_dir", str(output_dir), *TINY, "--max_train_steps", "1", f"{flag}={value}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"diffusers-glide train: error: {flag} must be a finite number in {interval}, got {shown}"
+    assert not output_dir.exists()  # nothing was trained or written
+
+
+def test_optimizer_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path):
+    edges = ["--learning_rate", "1", "--adam_beta1", "0", "--adam_weight_decay", "1", "--max_grad_norm", "0"]
+    args = _args(tmp_path, *edges, "--vb_weight", "0", "--noise_offset", "0", "--lr_warmup_steps", "0")
+    assert (args.learning_rate, args.adam_beta1, args.adam_weight_decay, args.max_grad_norm) == (1.0, 0.0, 1.0, 0.0)

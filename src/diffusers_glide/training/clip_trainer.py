@@ -42,7 +42,7 @@ from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
 from ..shapes.evaluate import evaluation_scenes
-from .arguments import _json_dict, add_data_source_arguments
+from .arguments import OPTIMIZER_RANGES, _json_dict, add_data_source_arguments, check_numeric_ranges
 from .data import collate_image_captions
 
 logger = logging.get_logger(__name__)
@@ -150,11 +150,11 @@ def add_clip_training_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=128)
     optim.add_argument("--max_train_steps", type=int, default=1000)
-    optim.add_argument("--learning_rate", type=float, default=5e-4)
+    optim.add_argument("--learning_rate", type=float, default=5e-4, help="in (0, 1]")
     optim.add_argument("--lr_scheduler", default="cosine", help="a diffusers.optimization schedule")
     optim.add_argument("--lr_warmup_steps", type=int, default=100)
     optim.add_argument("--adam_weight_decay", type=float, default=0.1)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm; 0 disables it")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     optim.add_argument("--seed", type=int, default=0)
     optim.add_argument("--no_progress_bar", action="store_true")
@@ -167,6 +167,9 @@ def check_clip_training_arguments(parser: argparse.ArgumentParser, args: argpars
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.train_batch_size < 2:
         parser.error("--train_batch_size must be at least 2: a contrastive loss compares the images of a batch")
+    if args.lr_warmup_steps < 0:
+        parser.error(f"--lr_warmup_steps must be at least 0, got {args.lr_warmup_steps}")
+    check_numeric_ranges(parser, args, OPTIMIZER_RANGES)
     return args
 
 
