@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlidePipeline
 from diffusers_glide.cli import main
@@ -13,6 +14,7 @@ from diffusers_glide.embedded import embedded_model_path
 from diffusers_glide.shapes import caption_vocabulary
 from diffusers_glide.training.clip_trainer import (
     MAX_LOGIT_SCALE,
+    NoisedCLIPTrainer,
     build_clip_parser,
     check_clip_training_arguments,
     contrastive_loss,
@@ -158,3 +160,37 @@ def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, ca
     assert main(["train-clip", *_argv(tmp_path, f"{flag}={value}")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"diffusers-glide train-clip: error: {expected}"
     assert not (tmp_path / "clip").exists()
+
+
+def test_a_nan_loss_stops_the_run_with_one_error_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    compute_loss = NoisedCLIPTrainer.compute_loss
+    calls = []
+
+    def compute_loss_then_nan(self, batch):
+        calls.append(batch)
+        return compute_loss(self, batch) * (float("nan") if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(NoisedCLIPTrainer, "compute_loss", compute_loss_then_nan)
+    assert main(["train-clip", *_argv(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: The training loss is nan at step 2: training stopped")
+    assert captured.err.count("\n") == 1 and "Saved" not in captured.out
+    assert len(calls) == 2 and not (tmp_path / "clip").exists()
+
+
+def test_weights_made_infinite_by_the_last_update_are_never_saved(tmp_path):
+    poisoned = []
+
+    def poison_third_update(optimizer, args, kwargs):
+        poisoned.append(optimizer)
+        if len(poisoned) == 3:  # the last of the 3 steps: its loss, computed before the update, is finite
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+
+    handle = register_optimizer_step_post_hook(poison_third_update)
+    try:
+        with pytest.raises(FloatingPointError, match=r"^The weights hold NaN or infinite values after step 3 \(clip_"):
+            train_clip(_args(tmp_path))
+    finally:
+        handle.remove()
+    assert len(poisoned) == 3 and not (tmp_path / "clip").exists()

@@ -1,5 +1,6 @@
 """Smoke tests of the training loop on tiny models and a handful of generated images."""
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.training import GlideTrainer, parse_training_args, train
@@ -370,3 +372,77 @@ def test_optimizer_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path):
     edges = ["--learning_rate", "1", "--adam_beta1", "0", "--adam_weight_decay", "1", "--max_grad_norm", "0"]
     args = _args(tmp_path, *edges, "--vb_weight", "0", "--noise_offset", "0", "--lr_warmup_steps", "0")
     assert (args.learning_rate, args.adam_beta1, args.adam_weight_decay, args.max_grad_norm) == (1.0, 0.0, 1.0, 0.0)
+
+
+def _nan_loss_at_step(monkeypatch, step):
+    """The trainer's loss becomes NaN at `step` (one micro-batch per step in these tests)."""
+    compute_loss = GlideTrainer.compute_loss
+    calls = []
+
+    def compute_loss_then_nan(self, batch, **kwargs):
+        losses = compute_loss(self, batch, **kwargs)
+        calls.append(batch)
+        if len(calls) == step:
+            losses.loss = losses.loss * float("nan")
+        return losses
+
+    monkeypatch.setattr(GlideTrainer, "compute_loss", compute_loss_then_nan)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--sample_steps", "1", "--sample_respacing", "2"]
+    _nan_loss_at_step(monkeypatch, 3)
+    with pytest.raises(FloatingPointError, match=r"^The training loss is nan at step 3: training stopped, nothing"):
+        train(_args(tmp_path, *run))
+    # nothing after step 2: no checkpoint, no sample grid, no pipeline
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    assert not (tmp_path / "pipeline").exists()
+
+    monkeypatch.undo()
+    trainer = GlideTrainer(_args(tmp_path, *run, "--resume_from_checkpoint", "latest"))
+    folder = trainer.train()
+    assert trainer.global_step == 4 and [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert all(torch.isfinite(v).all() for v in _weights(folder).values())
+
+
+@contextlib.contextmanager
+def weights_poisoned_after_update(update):
+    """After the `update`-th optimizer step, the optimizer's first weight tensor holds an infinity (the loss of that
+    step, computed before the update, is still finite)."""
+    count = 0
+
+    def poison(optimizer, args, kwargs):
+        nonlocal count
+        count += 1
+        if count == update:
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+
+    handle = register_optimizer_step_post_hook(poison)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("written", ["checkpoint", "pipeline"])
+def test_weights_made_infinite_by_an_update_are_never_saved(tmp_path, written):
+    extra = ("--checkpointing_steps", "2") if written == "checkpoint" else ()
+    with weights_poisoned_after_update(2), pytest.raises(FloatingPointError) as error:
+        train(_args(tmp_path, "--max_train_steps", "2", *extra))
+    message = str(error.value)
+    assert message.startswith("The weights hold NaN or infinite values after step 2 (unet.")
+    assert "EMA unet." in message and f"training stopped without writing the {written}" in message
+    assert list_checkpoints(tmp_path) == [] and not (tmp_path / "pipeline").exists()
+
+
+def test_a_nan_loss_through_the_command_line_is_one_error_line(tmp_path, capsys, monkeypatch):
+    from diffusers_glide.cli import main
+
+    _nan_loss_at_step(monkeypatch, 1)
+    assert main(["train", "--output_dir", str(tmp_path), *TINY, "--max_train_steps", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: The training loss is nan at step 1: training stopped")
+    assert captured.err.count("\n") == 1 and "Saved the trained pipeline" not in captured.out
+    assert not (tmp_path / "pipeline").exists()

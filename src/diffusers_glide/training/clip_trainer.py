@@ -44,6 +44,7 @@ from ..shapes.dataset import render_scene
 from ..shapes.evaluate import evaluation_scenes
 from .arguments import OPTIMIZER_RANGES, _json_dict, add_data_source_arguments, check_numeric_ranges
 from .data import collate_image_captions
+from .finite_checks import check_finite_loss, check_finite_weights
 
 logger = logging.get_logger(__name__)
 
@@ -274,6 +275,7 @@ class NoisedCLIPTrainer:
                     self.log_logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
                 self.global_step += 1
                 self.last_loss = loss.item()
+                check_finite_loss(self.last_loss, self.global_step)
                 progress.update(1)
                 progress.set_postfix(loss=f"{self.last_loss:.4f}", scale=f"{self.log_logit_scale.exp().item():.1f}")
                 if self.global_step >= args.max_train_steps:
@@ -282,13 +284,16 @@ class NoisedCLIPTrainer:
         self.wall_seconds = time.monotonic() - start
         image_encoder = accelerator.unwrap_model(self.image_encoder).eval()
         text_encoder = accelerator.unwrap_model(self.text_encoder).eval()
+        named = [
+            *(("clip_image_encoder." + n, p) for n, p in image_encoder.named_parameters()),
+            *(("clip_text_encoder." + n, p) for n, p in text_encoder.named_parameters()),
+            ("logit_scale", self.log_logit_scale),
+        ]
+        check_finite_weights(named, self.global_step, "noised CLIP")
         image_encoder.register_to_config(logit_scale=self.log_logit_scale.exp().item())
         self.accuracy = caption_accuracy(image_encoder, text_encoder, self.tokenizer, self.forward_process)
         logger.info(f"held-out caption accuracy by timestep: {self.accuracy}")
-        path = self.save(image_encoder, text_encoder)
-        if accelerator.num_processes == 1:
-            AcceleratorState._reset_state(reset_partial_state=True)
-        return path
+        return self.save(image_encoder, text_encoder)
 
     def save(self, image_encoder: GlideCLIPImageEncoder, text_encoder: GlideCLIPTextEncoder) -> Path:
         def fill(staging: Path) -> None:
@@ -332,7 +337,14 @@ image = pipe("", clip_prompt="a red circle on a blue background", guidance_scale
 
 def train_clip(args: argparse.Namespace, command: str | None = None) -> Path:
     """Run a noised-CLIP training job; returns the saved folder."""
-    return NoisedCLIPTrainer(args, command=command).train()
+    trainer = NoisedCLIPTrainer(args, command=command)
+    try:
+        return trainer.train()
+    finally:
+        # a single-process job releases accelerate's per-process state, also when it fails (a NaN loss), so that a
+        # later run in the same Python session can pick another mixed precision
+        if trainer.accelerator.num_processes == 1:
+            AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def main(argv=None) -> None:

@@ -32,6 +32,7 @@ from ..shapes import HELD_OUT_COMBINATIONS, ShapesDataset, caption_vocabulary
 from ..tokenization import build_glide_tokenizer, build_word_level_tokenizer, tokenize_prompts
 from ..variants import get_variant
 from .data import HFImageCaptionDataset, ImageCaptionFolder, collate_image_captions, load_hf_dataset
+from .finite_checks import check_finite_loss, check_finite_weights
 from .losses import GlideDiffusionLoss
 from .masks import random_inpaint_masks, random_rectangle_masks
 from .presets import PRESETS, adapt_unet_to_variant, build_models_from_preset
@@ -247,6 +248,23 @@ class GlideTrainer:
             params += list(self.text_encoder.parameters())
         return params
 
+    def _named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """`_trainable_parameters` with their names, prefixed by their model's folder name."""
+        named = [(f"unet.{n}", p) for n, p in self.unwrapped_unet.named_parameters()]
+        if self.train_text_encoder:
+            text_encoder = self.accelerator.unwrap_model(self.text_encoder)
+            named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
+        return named
+
+    def check_finite_weights(self, what: str) -> None:
+        """Refuse to write `what` from weights (raw or EMA) that hold NaN or infinite values."""
+        trainable = self._named_trainable_parameters()
+        ema = []
+        if self.ema is not None:
+            pairs = zip(trainable, self.ema.shadow_params, strict=True)
+            ema = [(f"EMA {name}", shadow) for (name, _), shadow in pairs]
+        check_finite_weights(trainable + ema, self.global_step, what)
+
     def _prepare(self):
         args, accelerator = self.args, self.accelerator
         self.text_encoder.requires_grad_(self.train_text_encoder)
@@ -337,6 +355,7 @@ class GlideTrainer:
     def save_checkpoint(self):
         """Save the state in a staging folder, then rename it to `checkpoint-<step>`: a run killed while saving
         leaves no half-written checkpoint for `--resume_from_checkpoint latest` to pick."""
+        self.check_finite_weights("checkpoint")
         accelerator = self.accelerator
         folder = _checkpoint_folder(self.output_dir / CHECKPOINTS_DIR / f"checkpoint-{self.global_step}")
         # every process writes its random states into the folder the main process made
@@ -401,6 +420,7 @@ class GlideTrainer:
 
     def write_samples(self) -> Path:
         """Sample images with the EMA weights, as one grid PNG in `output_dir/samples`."""
+        self.check_finite_weights("sample images")
         args = self.args
         scheduler = GlideScheduler.from_config(
             self.scheduler.config, timestep_respacing=args.sample_respacing, sampler=args.sample_sampler
@@ -442,6 +462,7 @@ class GlideTrainer:
 
     def save_pipeline(self) -> Path:
         """Write the EMA pipeline and its model card to `output_dir/pipeline`, atomically."""
+        self.check_finite_weights("pipeline")
 
         def fill(staging: Path) -> None:
             self._with_ema_weights(lambda: self.build_pipeline().save_pretrained(staging, safe_serialization=True))
@@ -516,11 +537,13 @@ class GlideTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 if not accelerator.sync_gradients:
                     continue
+                loss_value = loss.detach().item()  # read for the logs anyway: checking it costs no synchronisation
+                check_finite_loss(loss_value, self.global_step + 1)
                 if self.ema is not None:
                     self.ema.step(self._trainable_parameters())
                 self.global_step += 1
                 logs = {
-                    "loss": loss.detach().item(),
+                    "loss": loss_value,
                     "mse": losses.mse.mean().item(),
                     "vb": losses.vb.mean().item(),
                     "lr": self.lr_scheduler.get_last_lr()[0],
