@@ -256,7 +256,7 @@ class GlideTrainer:
             named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
         return named
 
-    def check_finite_weights(self, what: str) -> None:
+    def _check_finite_before_writing(self, what: str) -> None:
         """Refuse to write `what` from weights (raw or EMA) that hold NaN or infinite values."""
         trainable = self._named_trainable_parameters()
         ema = []
@@ -355,7 +355,7 @@ class GlideTrainer:
     def save_checkpoint(self):
         """Save the state in a staging folder, then rename it to `checkpoint-<step>`: a run killed while saving
         leaves no half-written checkpoint for `--resume_from_checkpoint latest` to pick."""
-        self.check_finite_weights("checkpoint")
+        self._check_finite_before_writing("checkpoint")
         accelerator = self.accelerator
         folder = _checkpoint_folder(self.output_dir / CHECKPOINTS_DIR / f"checkpoint-{self.global_step}")
         # every process writes its random states into the folder the main process made
@@ -420,7 +420,7 @@ class GlideTrainer:
 
     def write_samples(self) -> Path:
         """Sample images with the EMA weights, as one grid PNG in `output_dir/samples`."""
-        self.check_finite_weights("sample images")
+        self._check_finite_before_writing("sample images")
         args = self.args
         scheduler = GlideScheduler.from_config(
             self.scheduler.config, timestep_respacing=args.sample_respacing, sampler=args.sample_sampler
@@ -462,7 +462,7 @@ class GlideTrainer:
 
     def save_pipeline(self) -> Path:
         """Write the EMA pipeline and its model card to `output_dir/pipeline`, atomically."""
-        self.check_finite_weights("pipeline")
+        self._check_finite_before_writing("pipeline")
 
         def fill(staging: Path) -> None:
             self._with_ema_weights(lambda: self.build_pipeline().save_pretrained(staging, safe_serialization=True))
