@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import sys
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
@@ -80,6 +82,17 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
     state = json.loads((tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "training_state.json").read_text())
     assert state == {"global_step": 2}
+    # accelerate's files and ours (the EMA as safetensors + JSON): no custom_checkpoint_0.pkl
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").iterdir()) == [
+        "ema.json",
+        "ema.safetensors",
+        "model.safetensors",
+        "model_1.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+        "scheduler.bin",
+        "training_state.json",
+    ]
 
     trainer = GlideTrainer(_args(tmp_path / "resumed", "--max_train_steps", "4", "--resume_from_checkpoint", "latest"))
     resumed = trainer.train()
@@ -402,7 +415,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkey
     monkeypatch.undo()
     trainer = GlideTrainer(_args(tmp_path, *run, "--resume_from_checkpoint", "latest"))
     folder = trainer.train()
-    assert trainer.global_step == 4 and [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert trainer.global_step == 4
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
     assert all(torch.isfinite(v).all() for v in _weights(folder).values())
 
 
@@ -446,3 +460,142 @@ def test_a_nan_loss_through_the_command_line_is_one_error_line(tmp_path, capsys,
     assert captured.err.startswith("error: The training loss is nan at step 1: training stopped")
     assert captured.err.count("\n") == 1 and "Saved the trained pipeline" not in captured.out
     assert not (tmp_path / "pipeline").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resuming never runs code from a checkpoint
+
+
+class _Payload:
+    """Unpickling this creates the file `marker`: a stand-in for whatever code a pickle can run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _write_payload(path, marker, archive: bool):
+    """A pickle whose unpickling creates `marker`: as a torch.save archive (what accelerate's .bin/.pkl files are)
+    or as a bare pickle."""
+    if archive:
+        torch.save({"state": _Payload(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps({"state": _Payload(marker)}))
+
+
+@pytest.fixture(scope="module")
+def one_step_checkpoint(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("one-step")
+    train(_args(output_dir, "--max_train_steps", "1", "--checkpointing_steps", "1"))
+    return output_dir / "checkpoints" / "checkpoint-1"
+
+
+def _resume_through_the_cli(tmp_path, checkpoint, capsys):
+    from diffusers_glide.cli import main
+
+    output_dir = tmp_path / "out"
+    shutil.copytree(checkpoint, output_dir / "checkpoints" / checkpoint.name)
+    resume = ["--max_train_steps", "2", "--resume_from_checkpoint", "latest"]
+    code = main(["train", "--output_dir", str(output_dir), *TINY, *resume])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert not (output_dir / "pipeline").exists()
+    return err
+
+
+@pytest.mark.parametrize(
+    "name, archive, message",
+    [
+        (
+            "custom_checkpoint_0.pkl",  # what accelerate unpickled with weights_only=False: the payload ran
+            True,
+            r"error: Cannot resume from \S+checkpoint-1: it was written by an earlier version of diffusers-glide, "
+            r"which saved the EMA weights as a pickle \(custom_checkpoint_0\.pkl\); loading it means unpickling it",
+        ),
+        (
+            "optimizer.bin",
+            True,
+            r"error: Refusing to load \S+checkpoint-1/optimizer\.bin: it holds objects other than tensors and plain "
+            r"values, which torch\.load\(weights_only=True\) does not unpickle \(",
+        ),
+        (
+            "random_states_0.pkl",
+            True,
+            r"error: Refusing to load \S+checkpoint-1/random_states_0\.pkl: it holds objects other than tensors",
+        ),
+        (
+            "scheduler.bin",
+            False,
+            r"error: Refusing to load \S+checkpoint-1/scheduler\.bin: it is not a torch\.save archive \(a zip file\)",
+        ),
+        (
+            "pytorch_model.bin",
+            True,
+            r"error: Refusing to resume from \S+checkpoint-1: it holds 'pytorch_model\.bin', which is not a file this "
+            r"trainer writes \(a checkpoint holds only the files model\[_N\]\.safetensors, optimizer\.bin",
+        ),
+    ],
+)
+def test_resume_refuses_a_pickle_payload_without_running_it(
+    tmp_path, capsys, one_step_checkpoint, name, archive, message
+):
+    # the payload is live: unpickled without weights_only, it creates its marker
+    control = tmp_path / "control-ran"
+    _write_payload(tmp_path / "control", control, archive)
+    with open(tmp_path / "control", "rb") as f:
+        (torch.load(f, weights_only=False) if archive else pickle.load(f))["state"].close()
+    assert control.is_file()
+
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    marker = tmp_path / "payload-ran"
+    _write_payload(checkpoint / name, marker, archive)
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(message, err), err
+    assert not marker.exists()
+
+
+def test_random_states_that_accelerate_cannot_restore_are_an_error(tmp_path, capsys, one_step_checkpoint):
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    states = torch.load(checkpoint / "random_states_0.pkl", weights_only=False)
+    # a safe file, but its torch state has the wrong size: accelerate only logs "Could not load random states"
+    torch.save({**states, "torch_manual_seed": torch.zeros(5, dtype=torch.uint8)}, checkpoint / "random_states_0.pkl")
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(
+        r"error: Cannot resume from \S+checkpoint-1: accelerate could not restore the random generators from "
+        r"random_states_0\.pkl, so the run would not continue as it would have without the interruption\.$",
+        err,
+    ), err
+
+
+def _drop_one_ema_weight(checkpoint):
+    shadows = load_file(checkpoint / "ema.safetensors")
+    del shadows["unet.conv_in.weight"]
+    save_file(shadows, checkpoint / "ema.safetensors")
+
+
+def _nan_ema_decay(checkpoint):
+    settings = json.loads((checkpoint / "ema.json").read_text())
+    (checkpoint / "ema.json").write_text(json.dumps({**settings, "decay": float("nan")}))  # written as NaN
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (
+            _drop_one_ema_weight,
+            r"error: Cannot resume from \S+checkpoint-1: ema\.safetensors follows other weights than this run trains "
+            r"\(1 missing, e\.g\. \['unet\.conv_in\.weight'\]; 0 unexpected",
+        ),
+        (_nan_ema_decay, r"error: Cannot resume from \S+checkpoint-1: ema\.json is not valid JSON: NaN is not a number"),
+    ],
+)
+def test_an_ema_state_that_does_not_fit_the_run_is_refused(tmp_path, capsys, one_step_checkpoint, tamper, message):
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    tamper(checkpoint)
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(message, err), err

@@ -31,6 +31,15 @@ from ..schedulers import GlideScheduler
 from ..shapes import HELD_OUT_COMBINATIONS, ShapesDataset, caption_vocabulary
 from ..tokenization import build_glide_tokenizer, build_word_level_tokenizer, tokenize_prompts
 from ..variants import get_variant
+from .checkpoint_files import (
+    STATE_FILE,
+    check_checkpoint_folder,
+    check_random_states_restored,
+    load_ema,
+    read_global_step,
+    save_ema,
+    write_global_step,
+)
 from .data import HFImageCaptionDataset, ImageCaptionFolder, collate_image_captions, load_hf_dataset
 from .finite_checks import check_finite_loss, check_finite_weights
 from .losses import GlideDiffusionLoss
@@ -42,7 +51,6 @@ logger = logging.get_logger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 PIPELINE_DIR = "pipeline"
-STATE_FILE = "training_state.json"
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -275,8 +283,9 @@ class GlideTrainer:
         params = self._trainable_parameters()
         self.ema = None
         if args.ema_decay > 0:
+            # saved by `save_checkpoint` as safetensors + JSON, not registered with accelerate: accelerate unpickles
+            # its custom objects with weights_only=False
             self.ema = EMAModel(params, decay=args.ema_decay, use_ema_warmup=True)
-            accelerator.register_for_checkpointing(self.ema)
         optimizer = torch.optim.AdamW(
             params,
             lr=args.learning_rate,
@@ -364,7 +373,9 @@ class GlideTrainer:
             accelerator.save_state(str(staging))
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                (staging / STATE_FILE).write_text(json.dumps({"global_step": self.global_step}))
+                if self.ema is not None:
+                    save_ema(self.ema, [name for name, _ in self._named_trainable_parameters()], staging)
+                write_global_step(staging, self.global_step)  # last: it marks the checkpoint complete
                 folder.commit(staging)
         finally:
             if accelerator.is_main_process:
@@ -377,8 +388,22 @@ class GlideTrainer:
         accelerator.wait_for_everyone()
 
     def load_checkpoint(self, path: Path):
-        self.accelerator.load_state(str(path))
-        self.global_step = json.loads((path / STATE_FILE).read_text())["global_step"]
+        """Resume from `path` after checking its files (see `checkpoint_files`): no file of it is unpickled beyond
+        what `torch.load(weights_only=True)` allows."""
+        accelerator = self.accelerator
+        check_checkpoint_folder(
+            path,
+            num_models=2 if self.train_text_encoder else 1,
+            process_index=accelerator.process_index,
+            scaler=accelerator.scaler is not None,
+            ema=self.ema is not None,
+        )
+        global_step = read_global_step(path)
+        accelerator.load_state(str(path))
+        check_random_states_restored(path, accelerator.process_index)
+        if self.ema is not None:
+            load_ema(self.ema, self._named_trainable_parameters(), path)
+        self.global_step = global_step
         logger.info(f"Resumed from {path} at step {self.global_step}.")
 
     # -- pipelines -------------------------------------------------------------------------------------------
