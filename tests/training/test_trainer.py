@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     assert after < 0.7 * before, (before, after)
 
 
-def test_resume_continues_from_the_saved_step(tmp_path):
+def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
     straight = train(_args(tmp_path / "straight", "--max_train_steps", "4"))
     first = _args(tmp_path / "resumed", "--max_train_steps", "2", "--checkpointing_steps", "2")
     train(first)
@@ -94,9 +95,18 @@ def test_resume_continues_from_the_saved_step(tmp_path):
         "training_state.json",
     ]
 
+    # every pickle-based file is read with weights_only=True, ours to check it first and accelerate's to load it
+    loads, torch_load = [], torch.load
+
+    def recording_load(f, *args, **kwargs):
+        loads.append((Path(f).name, kwargs.get("weights_only")))
+        return torch_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     trainer = GlideTrainer(_args(tmp_path / "resumed", "--max_train_steps", "4", "--resume_from_checkpoint", "latest"))
     resumed = trainer.train()
     assert trainer.global_step == 4
+    assert sorted(set(loads)) == [(name, True) for name in ("optimizer.bin", "random_states_0.pkl", "scheduler.bin")]
     # same data order, noise and optimizer state: the interrupted run ends where the straight one does
     expected, actual = _weights(straight), _weights(resumed)
     assert expected.keys() == actual.keys()

@@ -58,8 +58,8 @@ class Interval:
         return f"{'(' if self.low_open else '['}{self.low:g}, {high}"
 
 
-# The optimizer's numbers: a NaN, an infinity or a learning rate like 1e10 makes every weight NaN within a step or
-# two, so they are refused before training. The learning rate and the weight decay are at most 1, so that AdamW's
+# The optimizer's numbers (and the loss's): a NaN, an infinity or a learning rate like 1e10 makes every weight NaN
+# within a step or two, so they are refused before training. The learning rate and the weight decay are at most 1, so that AdamW's
 # decoupled decay (weights times 1 - lr * weight_decay) never flips the weights' sign.
 OPTIMIZER_RANGES = {
     "learning_rate": Interval(0.0, 1.0, low_open=True),
