@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlidePipeline
 from diffusers_glide.cli import main
@@ -13,6 +14,7 @@ from diffusers_glide.embedded import embedded_model_path
 from diffusers_glide.shapes import caption_vocabulary
 from diffusers_glide.training.clip_trainer import (
     MAX_LOGIT_SCALE,
+    NoisedCLIPTrainer,
     build_clip_parser,
     check_clip_training_arguments,
     contrastive_loss,
@@ -66,9 +68,8 @@ def test_contrastive_loss_matches_hand_computed_values():
     assert contrastive_loss(3 * embeds, embeds, log_scale, ["x", "x"]).item() == pytest.approx(expected, rel=1e-5)
 
 
-def _args(tmp_path, *extra):
-    parser = build_clip_parser()
-    argv = [
+def _argv(tmp_path, *extra):
+    return [
         "--output_dir",
         str(tmp_path / "clip"),
         "--shapes",
@@ -89,7 +90,11 @@ def _args(tmp_path, *extra):
         '{"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "projection_dim": 16}',
         *extra,
     ]
-    return check_clip_training_arguments(parser, parser.parse_args(argv))
+
+
+def _args(tmp_path, *extra):
+    parser = build_clip_parser()
+    return check_clip_training_arguments(parser, parser.parse_args(_argv(tmp_path, *extra)))
 
 
 def test_a_tiny_run_writes_a_folder_that_clip_guidance_loads(tmp_path):
@@ -138,3 +143,54 @@ def test_cli_argument_errors(capsys):
     assert "--train_batch_size must be at least 2" in capsys.readouterr().err
     assert main(["train-clip", "--output_dir", "x", "--max_train_steps", "0"]) == 2
     assert "--max_train_steps must be positive, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--learning_rate", "inf", "--learning_rate must be a finite number in (0, 1], got inf"),
+        ("--learning_rate", "1e10", "--learning_rate must be a finite number in (0, 1], got 1e+10"),
+        ("--adam_weight_decay", "nan", "--adam_weight_decay must be a finite number in [0, 1], got nan"),
+        ("--max_grad_norm", "-1", "--max_grad_norm must be a finite number in [0, inf), got -1"),
+        ("--lr_warmup_steps", "-1", "--lr_warmup_steps must be at least 0, got -1"),
+    ],
+)
+def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, capsys, flag, value, expected):
+    # the tiny run's flags: without the check, the test trains 3 small steps and fails, rather than a long default run
+    assert main(["train-clip", *_argv(tmp_path, f"{flag}={value}")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"diffusers-glide train-clip: error: {expected}"
+    assert not (tmp_path / "clip").exists()
+
+
+def test_a_nan_loss_stops_the_run_with_one_error_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    compute_loss = NoisedCLIPTrainer.compute_loss
+    calls = []
+
+    def compute_loss_then_nan(self, batch):
+        calls.append(batch)
+        return compute_loss(self, batch) * (float("nan") if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(NoisedCLIPTrainer, "compute_loss", compute_loss_then_nan)
+    assert main(["train-clip", *_argv(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: The training loss is nan at step 2: training stopped")
+    assert captured.err.count("\n") == 1 and "Saved" not in captured.out
+    assert len(calls) == 2 and not (tmp_path / "clip").exists()
+
+
+def test_weights_made_infinite_by_the_last_update_are_never_saved(tmp_path):
+    poisoned = []
+
+    def poison_third_update(optimizer, args, kwargs):
+        poisoned.append(optimizer)
+        if len(poisoned) == 3:  # the last of the 3 steps: its loss, computed before the update, is finite
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+
+    handle = register_optimizer_step_post_hook(poison_third_update)
+    try:
+        with pytest.raises(FloatingPointError, match=r"^The weights hold NaN or infinite values after step 3 \(clip_"):
+            train_clip(_args(tmp_path))
+    finally:
+        handle.remove()
+    assert len(poisoned) == 3 and not (tmp_path / "clip").exists()

@@ -1,14 +1,19 @@
 """Smoke tests of the training loop on tiny models and a handful of generated images."""
 
+import contextlib
 import json
+import pickle
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.training import GlideTrainer, parse_training_args, train
@@ -71,17 +76,37 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     assert after < 0.7 * before, (before, after)
 
 
-def test_resume_continues_from_the_saved_step(tmp_path):
+def test_resume_continues_from_the_saved_step(tmp_path, monkeypatch):
     straight = train(_args(tmp_path / "straight", "--max_train_steps", "4"))
     first = _args(tmp_path / "resumed", "--max_train_steps", "2", "--checkpointing_steps", "2")
     train(first)
     assert [p.name for p in list_checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
     state = json.loads((tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "training_state.json").read_text())
     assert state == {"global_step": 2}
+    # accelerate's files and ours (the EMA as safetensors + JSON): no custom_checkpoint_0.pkl
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints" / "checkpoint-2").iterdir()) == [
+        "ema.json",
+        "ema.safetensors",
+        "model.safetensors",
+        "model_1.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+        "scheduler.bin",
+        "training_state.json",
+    ]
 
+    # every pickle-based file is read with weights_only=True, ours to check it first and accelerate's to load it
+    loads, torch_load = [], torch.load
+
+    def recording_load(f, *args, **kwargs):
+        loads.append((Path(f).name, kwargs.get("weights_only")))
+        return torch_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     trainer = GlideTrainer(_args(tmp_path / "resumed", "--max_train_steps", "4", "--resume_from_checkpoint", "latest"))
     resumed = trainer.train()
     assert trainer.global_step == 4
+    assert sorted(set(loads)) == [(name, True) for name in ("optimizer.bin", "random_states_0.pkl", "scheduler.bin")]
     # same data order, noise and optimizer state: the interrupted run ends where the straight one does
     expected, actual = _weights(straight), _weights(resumed)
     assert expected.keys() == actual.keys()
@@ -330,3 +355,257 @@ def test_random_crops_train_an_upsampler_on_crops_of_its_images(tmp_path, monkey
     for bad, message in (("10", "a multiple of 4"), ("64", r"at most the resolution \(32\)")):
         with pytest.raises(ValueError, match=message):
             GlideTrainer(_args(tmp_path / bad, "--model_type", "upsample", "--resolution", "32", "--crop_size", bad))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Numbers: no optimizer setting and no training step may produce (and save) a NaN model
+
+
+@pytest.mark.parametrize(
+    "flag, value, interval, shown",
+    [
+        ("--learning_rate", "inf", "(0, 1]", "inf"),
+        ("--learning_rate", "1e10", "(0, 1]", "1e+10"),
+        ("--learning_rate", "nan", "(0, 1]", "nan"),
+        ("--learning_rate", "0", "(0, 1]", "0"),
+        ("--learning_rate", "-1e-4", "(0, 1]", "-0.0001"),
+        ("--adam_beta1", "1", "[0, 1)", "1"),
+        ("--adam_beta2", "1.0000001", "[0, 1)", "1.0000001"),
+        ("--adam_epsilon", "0", "(0, inf)", "0"),
+        ("--adam_epsilon", "inf", "(0, inf)", "inf"),
+        ("--adam_weight_decay", "-0.1", "[0, 1]", "-0.1"),
+        ("--adam_weight_decay", "1e3", "[0, 1]", "1000"),
+        ("--max_grad_norm", "nan", "[0, inf)", "nan"),
+        ("--max_grad_norm", "-1", "[0, inf)", "-1"),
+        ("--vb_weight", "inf", "[0, inf)", "inf"),
+        ("--noise_offset", "-0.1", "[0, inf)", "-0.1"),
+    ],
+)
+def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, capsys, flag, value, interval, shown):
+    from diffusers_glide.cli import main
+
+    output_dir = tmp_path / "run"
+    assert main(["train", "--output_dir", str(output_dir), *TINY, "--max_train_steps", "1", f"{flag}={value}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"diffusers-glide train: error: {flag} must be a finite number in {interval}, got {shown}"
+    assert not output_dir.exists()  # nothing was trained or written
+
+
+def test_optimizer_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path):
+    edges = ["--learning_rate", "1", "--adam_beta1", "0", "--adam_weight_decay", "1", "--max_grad_norm", "0"]
+    args = _args(tmp_path, *edges, "--vb_weight", "0", "--noise_offset", "0", "--lr_warmup_steps", "0")
+    assert (args.learning_rate, args.adam_beta1, args.adam_weight_decay, args.max_grad_norm) == (1.0, 0.0, 1.0, 0.0)
+
+
+def _nan_loss_at_step(monkeypatch, step):
+    """The trainer's loss becomes NaN at `step` (one micro-batch per step in these tests)."""
+    compute_loss = GlideTrainer.compute_loss
+    calls = []
+
+    def compute_loss_then_nan(self, batch, **kwargs):
+        losses = compute_loss(self, batch, **kwargs)
+        calls.append(batch)
+        if len(calls) == step:
+            losses.loss = losses.loss * float("nan")
+        return losses
+
+    monkeypatch.setattr(GlideTrainer, "compute_loss", compute_loss_then_nan)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    run = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--sample_steps", "1", "--sample_respacing", "2"]
+    _nan_loss_at_step(monkeypatch, 3)
+    with pytest.raises(FloatingPointError, match=r"^The training loss is nan at step 3: training stopped, nothing"):
+        train(_args(tmp_path, *run))
+    # nothing after step 2: no checkpoint, no sample grid, no pipeline
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000001.png", "step-0000002.png"]
+    assert not (tmp_path / "pipeline").exists()
+
+    monkeypatch.undo()
+    trainer = GlideTrainer(_args(tmp_path, *run, "--resume_from_checkpoint", "latest"))
+    folder = trainer.train()
+    assert trainer.global_step == 4
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert all(torch.isfinite(v).all() for v in _weights(folder).values())
+
+
+@contextlib.contextmanager
+def weights_poisoned_after_update(update):
+    """After the `update`-th optimizer step, the optimizer's first weight tensor holds an infinity (the loss of that
+    step, computed before the update, is still finite)."""
+    count = 0
+
+    def poison(optimizer, args, kwargs):
+        nonlocal count
+        count += 1
+        if count == update:
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+
+    handle = register_optimizer_step_post_hook(poison)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("written", ["checkpoint", "pipeline"])
+def test_weights_made_infinite_by_an_update_are_never_saved(tmp_path, written):
+    extra = ("--checkpointing_steps", "2") if written == "checkpoint" else ()
+    with weights_poisoned_after_update(2), pytest.raises(FloatingPointError) as error:
+        train(_args(tmp_path, "--max_train_steps", "2", *extra))
+    message = str(error.value)
+    assert message.startswith("The weights hold NaN or infinite values after step 2 (unet.")
+    assert "EMA unet." in message and f"training stopped without writing the {written}" in message
+    assert list_checkpoints(tmp_path) == [] and not (tmp_path / "pipeline").exists()
+
+
+def test_a_nan_loss_through_the_command_line_is_one_error_line(tmp_path, capsys, monkeypatch):
+    from diffusers_glide.cli import main
+
+    _nan_loss_at_step(monkeypatch, 1)
+    assert main(["train", "--output_dir", str(tmp_path), *TINY, "--max_train_steps", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: The training loss is nan at step 1: training stopped")
+    assert captured.err.count("\n") == 1 and "Saved the trained pipeline" not in captured.out
+    assert not (tmp_path / "pipeline").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resuming never runs code from a checkpoint
+
+
+class _Payload:
+    """Unpickling this creates the file `marker`: a stand-in for whatever code a pickle can run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _write_payload(path, marker, archive: bool):
+    """A pickle whose unpickling creates `marker`: as a torch.save archive (what accelerate's .bin/.pkl files are)
+    or as a bare pickle."""
+    if archive:
+        torch.save({"state": _Payload(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps({"state": _Payload(marker)}))
+
+
+@pytest.fixture(scope="module")
+def one_step_checkpoint(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("one-step")
+    train(_args(output_dir, "--max_train_steps", "1", "--checkpointing_steps", "1"))
+    return output_dir / "checkpoints" / "checkpoint-1"
+
+
+def _resume_through_the_cli(tmp_path, checkpoint, capsys):
+    from diffusers_glide.cli import main
+
+    output_dir = tmp_path / "out"
+    shutil.copytree(checkpoint, output_dir / "checkpoints" / checkpoint.name)
+    resume = ["--max_train_steps", "2", "--resume_from_checkpoint", "latest"]
+    code = main(["train", "--output_dir", str(output_dir), *TINY, *resume])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert not (output_dir / "pipeline").exists()
+    return err
+
+
+@pytest.mark.parametrize(
+    "name, archive, message",
+    [
+        (
+            "custom_checkpoint_0.pkl",  # what accelerate unpickled with weights_only=False: the payload ran
+            True,
+            r"error: Cannot resume from \S+checkpoint-1: it was written by an earlier version of diffusers-glide, "
+            r"which saved the EMA weights as a pickle \(custom_checkpoint_0\.pkl\); loading it means unpickling it",
+        ),
+        (
+            "optimizer.bin",
+            True,
+            r"error: Refusing to load \S+checkpoint-1/optimizer\.bin: it holds objects other than tensors and plain "
+            r"values, which torch\.load\(weights_only=True\) does not unpickle \(",
+        ),
+        (
+            "random_states_0.pkl",
+            True,
+            r"error: Refusing to load \S+checkpoint-1/random_states_0\.pkl: it holds objects other than tensors",
+        ),
+        (
+            "scheduler.bin",
+            False,
+            r"error: Refusing to load \S+checkpoint-1/scheduler\.bin: it is not a torch\.save archive \(a zip file\)",
+        ),
+        (
+            "pytorch_model.bin",
+            True,
+            r"error: Refusing to resume from \S+checkpoint-1: it holds 'pytorch_model\.bin', which is not a file this "
+            r"trainer writes \(a checkpoint holds only the files model\[_N\]\.safetensors, optimizer\.bin",
+        ),
+    ],
+)
+def test_resume_refuses_a_pickle_payload_without_running_it(
+    tmp_path, capsys, one_step_checkpoint, name, archive, message
+):
+    # the payload is live: unpickled without weights_only, it creates its marker
+    control = tmp_path / "control-ran"
+    _write_payload(tmp_path / "control", control, archive)
+    with open(tmp_path / "control", "rb") as f:
+        (torch.load(f, weights_only=False) if archive else pickle.load(f))["state"].close()
+    assert control.is_file()
+
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    marker = tmp_path / "payload-ran"
+    _write_payload(checkpoint / name, marker, archive)
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(message, err), err
+    assert not marker.exists()
+
+
+def test_random_states_that_accelerate_cannot_restore_are_an_error(tmp_path, capsys, one_step_checkpoint):
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    states = torch.load(checkpoint / "random_states_0.pkl", weights_only=False)
+    # a safe file, but its torch state has the wrong size: accelerate only logs "Could not load random states"
+    torch.save({**states, "torch_manual_seed": torch.zeros(5, dtype=torch.uint8)}, checkpoint / "random_states_0.pkl")
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(
+        r"error: Cannot resume from \S+checkpoint-1: accelerate could not restore the random generators from "
+        r"random_states_0\.pkl, so the run would not continue as it would have without the interruption\.$",
+        err,
+    ), err
+
+
+def _drop_one_ema_weight(checkpoint):
+    shadows = load_file(checkpoint / "ema.safetensors")
+    del shadows["unet.conv_in.weight"]
+    save_file(shadows, checkpoint / "ema.safetensors")
+
+
+def _nan_ema_decay(checkpoint):
+    settings = json.loads((checkpoint / "ema.json").read_text())
+    (checkpoint / "ema.json").write_text(json.dumps({**settings, "decay": float("nan")}))  # written as NaN
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (
+            _drop_one_ema_weight,
+            r"error: Cannot resume from \S+checkpoint-1: ema\.safetensors follows other weights than this run trains "
+            r"\(1 missing, e\.g\. \['unet\.conv_in\.weight'\]; 0 unexpected",
+        ),
+        (_nan_ema_decay, r"error: Cannot resume from \S+checkpoint-1: ema\.json is not valid JSON: NaN is not a number"),
+    ],
+)
+def test_an_ema_state_that_does_not_fit_the_run_is_refused(tmp_path, capsys, one_step_checkpoint, tamper, message):
+    checkpoint = tmp_path / "checkpoint-1"
+    shutil.copytree(one_step_checkpoint, checkpoint)
+    tamper(checkpoint)
+    err = _resume_through_the_cli(tmp_path, checkpoint, capsys)
+    assert re.match(message, err), err

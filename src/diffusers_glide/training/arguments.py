@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from dataclasses import dataclass
 
 from ..variants import MODEL_TYPES
 from .masks import MASK_TYPES
@@ -33,6 +35,53 @@ def _probability(value: str) -> float:
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {number}")
     return number
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The values a numeric flag accepts: finite numbers between `low` and `high`, each bound open or closed."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        high = "inf)" if math.isinf(self.high) else f"{self.high:g}{')' if self.high_open else ']'}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {high}"
+
+
+# The optimizer's numbers (and the loss's): a NaN, an infinity or a learning rate like 1e10 makes every weight NaN
+# within a step or two, so they are refused before training. The learning rate and the weight decay are at most 1, so that AdamW's
+# decoupled decay (weights times 1 - lr * weight_decay) never flips the weights' sign.
+OPTIMIZER_RANGES = {
+    "learning_rate": Interval(0.0, 1.0, low_open=True),
+    "adam_beta1": Interval(0.0, 1.0, high_open=True),
+    "adam_beta2": Interval(0.0, 1.0, high_open=True),
+    "adam_epsilon": Interval(0.0, low_open=True),
+    "adam_weight_decay": Interval(0.0, 1.0),
+    "max_grad_norm": Interval(0.0),  # 0 disables clipping
+    "vb_weight": Interval(0.0),
+    "noise_offset": Interval(0.0),
+}
+
+
+def check_numeric_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace, ranges: dict) -> None:
+    """A usage error (exit 2) for the first flag of `ranges` whose value is outside its interval (flags that `args`
+    lacks, as `train-clip` lacks the Adam betas, are skipped)."""
+    for name, interval in ranges.items():
+        value = getattr(args, name, None)
+        if value is not None and value not in interval:
+            short = f"{value:g}"  # 1e+10 rather than 10000000000.0, unless that rounds the value
+            shown = short if float(short) == value else repr(value)
+            parser.error(f"--{name} must be a finite number in {interval}, got {shown}")
 
 
 def add_data_source_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -93,14 +142,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     optim.add_argument("--train_batch_size", type=int, default=32, help="per device")
     optim.add_argument("--max_train_steps", type=int, default=1000, help="optimizer steps")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--learning_rate", type=float, default=1e-4)
+    optim.add_argument("--learning_rate", type=float, default=1e-4, help="in (0, 1]")
     optim.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers.optimization schedule")
     optim.add_argument("--lr_warmup_steps", type=int, default=0)
     optim.add_argument("--adam_beta1", type=float, default=0.9)
     optim.add_argument("--adam_beta2", type=float, default=0.999)
     optim.add_argument("--adam_weight_decay", type=float, default=0.0)
     optim.add_argument("--adam_epsilon", type=float, default=1e-8)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm; 0 disables it")
     optim.add_argument("--vb_weight", type=float, default=1.0, help="weight of the variational-bound loss term")
     optim.add_argument(
         "--noise_offset",
@@ -133,6 +182,9 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
     for name in ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "num_shape_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.lr_warmup_steps < 0:
+        parser.error(f"--lr_warmup_steps must be at least 0, got {args.lr_warmup_steps}")
+    check_numeric_ranges(parser, args, OPTIMIZER_RANGES)
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.resolution is not None and args.resolution < 8:

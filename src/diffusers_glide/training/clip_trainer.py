@@ -42,8 +42,9 @@ from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
 from ..shapes.evaluate import evaluation_scenes
-from .arguments import _json_dict, add_data_source_arguments
+from .arguments import OPTIMIZER_RANGES, _json_dict, add_data_source_arguments, check_numeric_ranges
 from .data import collate_image_captions
+from .finite_checks import check_finite_loss, check_finite_weights
 
 logger = logging.get_logger(__name__)
 
@@ -150,11 +151,11 @@ def add_clip_training_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=128)
     optim.add_argument("--max_train_steps", type=int, default=1000)
-    optim.add_argument("--learning_rate", type=float, default=5e-4)
+    optim.add_argument("--learning_rate", type=float, default=5e-4, help="in (0, 1]")
     optim.add_argument("--lr_scheduler", default="cosine", help="a diffusers.optimization schedule")
     optim.add_argument("--lr_warmup_steps", type=int, default=100)
     optim.add_argument("--adam_weight_decay", type=float, default=0.1)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm; 0 disables it")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     optim.add_argument("--seed", type=int, default=0)
     optim.add_argument("--no_progress_bar", action="store_true")
@@ -167,6 +168,9 @@ def check_clip_training_arguments(parser: argparse.ArgumentParser, args: argpars
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if args.train_batch_size < 2:
         parser.error("--train_batch_size must be at least 2: a contrastive loss compares the images of a batch")
+    if args.lr_warmup_steps < 0:
+        parser.error(f"--lr_warmup_steps must be at least 0, got {args.lr_warmup_steps}")
+    check_numeric_ranges(parser, args, OPTIMIZER_RANGES)
     return args
 
 
@@ -271,6 +275,7 @@ class NoisedCLIPTrainer:
                     self.log_logit_scale.clamp_(max=math.log(MAX_LOGIT_SCALE))
                 self.global_step += 1
                 self.last_loss = loss.item()
+                check_finite_loss(self.last_loss, self.global_step)
                 progress.update(1)
                 progress.set_postfix(loss=f"{self.last_loss:.4f}", scale=f"{self.log_logit_scale.exp().item():.1f}")
                 if self.global_step >= args.max_train_steps:
@@ -279,13 +284,16 @@ class NoisedCLIPTrainer:
         self.wall_seconds = time.monotonic() - start
         image_encoder = accelerator.unwrap_model(self.image_encoder).eval()
         text_encoder = accelerator.unwrap_model(self.text_encoder).eval()
+        named = [
+            *(("clip_image_encoder." + n, p) for n, p in image_encoder.named_parameters()),
+            *(("clip_text_encoder." + n, p) for n, p in text_encoder.named_parameters()),
+            ("logit_scale", self.log_logit_scale),
+        ]
+        check_finite_weights(named, self.global_step, "noised CLIP")
         image_encoder.register_to_config(logit_scale=self.log_logit_scale.exp().item())
         self.accuracy = caption_accuracy(image_encoder, text_encoder, self.tokenizer, self.forward_process)
         logger.info(f"held-out caption accuracy by timestep: {self.accuracy}")
-        path = self.save(image_encoder, text_encoder)
-        if accelerator.num_processes == 1:
-            AcceleratorState._reset_state(reset_partial_state=True)
-        return path
+        return self.save(image_encoder, text_encoder)
 
     def save(self, image_encoder: GlideCLIPImageEncoder, text_encoder: GlideCLIPTextEncoder) -> Path:
         def fill(staging: Path) -> None:
@@ -329,7 +337,14 @@ image = pipe("", clip_prompt="a red circle on a blue background", guidance_scale
 
 def train_clip(args: argparse.Namespace, command: str | None = None) -> Path:
     """Run a noised-CLIP training job; returns the saved folder."""
-    return NoisedCLIPTrainer(args, command=command).train()
+    trainer = NoisedCLIPTrainer(args, command=command)
+    try:
+        return trainer.train()
+    finally:
+        # a single-process job releases accelerate's per-process state, also when it fails (a NaN loss), so that a
+        # later run in the same Python session can pick another mixed precision
+        if trainer.accelerator.num_processes == 1:
+            AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def main(argv=None) -> None:

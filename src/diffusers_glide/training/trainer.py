@@ -31,7 +31,17 @@ from ..schedulers import GlideScheduler
 from ..shapes import HELD_OUT_COMBINATIONS, ShapesDataset, caption_vocabulary
 from ..tokenization import build_glide_tokenizer, build_word_level_tokenizer, tokenize_prompts
 from ..variants import get_variant
+from .checkpoint_files import (
+    STATE_FILE,
+    check_checkpoint_folder,
+    check_random_states_restored,
+    load_ema,
+    read_global_step,
+    save_ema,
+    write_global_step,
+)
 from .data import HFImageCaptionDataset, ImageCaptionFolder, collate_image_captions, load_hf_dataset
+from .finite_checks import check_finite_loss, check_finite_weights
 from .losses import GlideDiffusionLoss
 from .masks import random_inpaint_masks, random_rectangle_masks
 from .presets import PRESETS, adapt_unet_to_variant, build_models_from_preset
@@ -41,7 +51,6 @@ logger = logging.get_logger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 PIPELINE_DIR = "pipeline"
-STATE_FILE = "training_state.json"
 _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -247,6 +256,23 @@ class GlideTrainer:
             params += list(self.text_encoder.parameters())
         return params
 
+    def _named_trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """`_trainable_parameters` with their names, prefixed by their model's folder name."""
+        named = [(f"unet.{n}", p) for n, p in self.unwrapped_unet.named_parameters()]
+        if self.train_text_encoder:
+            text_encoder = self.accelerator.unwrap_model(self.text_encoder)
+            named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
+        return named
+
+    def _check_finite_before_writing(self, what: str) -> None:
+        """Refuse to write `what` from weights (raw or EMA) that hold NaN or infinite values."""
+        trainable = self._named_trainable_parameters()
+        ema = []
+        if self.ema is not None:
+            pairs = zip(trainable, self.ema.shadow_params, strict=True)
+            ema = [(f"EMA {name}", shadow) for (name, _), shadow in pairs]
+        check_finite_weights(trainable + ema, self.global_step, what)
+
     def _prepare(self):
         args, accelerator = self.args, self.accelerator
         self.text_encoder.requires_grad_(self.train_text_encoder)
@@ -257,8 +283,9 @@ class GlideTrainer:
         params = self._trainable_parameters()
         self.ema = None
         if args.ema_decay > 0:
+            # saved by `save_checkpoint` as safetensors + JSON, not registered with accelerate: accelerate unpickles
+            # its custom objects with weights_only=False
             self.ema = EMAModel(params, decay=args.ema_decay, use_ema_warmup=True)
-            accelerator.register_for_checkpointing(self.ema)
         optimizer = torch.optim.AdamW(
             params,
             lr=args.learning_rate,
@@ -337,6 +364,7 @@ class GlideTrainer:
     def save_checkpoint(self):
         """Save the state in a staging folder, then rename it to `checkpoint-<step>`: a run killed while saving
         leaves no half-written checkpoint for `--resume_from_checkpoint latest` to pick."""
+        self._check_finite_before_writing("checkpoint")
         accelerator = self.accelerator
         folder = _checkpoint_folder(self.output_dir / CHECKPOINTS_DIR / f"checkpoint-{self.global_step}")
         # every process writes its random states into the folder the main process made
@@ -345,7 +373,9 @@ class GlideTrainer:
             accelerator.save_state(str(staging))
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                (staging / STATE_FILE).write_text(json.dumps({"global_step": self.global_step}))
+                if self.ema is not None:
+                    save_ema(self.ema, [name for name, _ in self._named_trainable_parameters()], staging)
+                write_global_step(staging, self.global_step)  # last: it marks the checkpoint complete
                 folder.commit(staging)
         finally:
             if accelerator.is_main_process:
@@ -358,8 +388,22 @@ class GlideTrainer:
         accelerator.wait_for_everyone()
 
     def load_checkpoint(self, path: Path):
-        self.accelerator.load_state(str(path))
-        self.global_step = json.loads((path / STATE_FILE).read_text())["global_step"]
+        """Resume from `path` after checking its files (see `checkpoint_files`): no file of it is unpickled beyond
+        what `torch.load(weights_only=True)` allows."""
+        accelerator = self.accelerator
+        check_checkpoint_folder(
+            path,
+            num_models=2 if self.train_text_encoder else 1,
+            process_index=accelerator.process_index,
+            scaler=accelerator.scaler is not None,
+            ema=self.ema is not None,
+        )
+        global_step = read_global_step(path)
+        accelerator.load_state(str(path))
+        check_random_states_restored(path, accelerator.process_index)
+        if self.ema is not None:
+            load_ema(self.ema, self._named_trainable_parameters(), path)
+        self.global_step = global_step
         logger.info(f"Resumed from {path} at step {self.global_step}.")
 
     # -- pipelines -------------------------------------------------------------------------------------------
@@ -401,6 +445,7 @@ class GlideTrainer:
 
     def write_samples(self) -> Path:
         """Sample images with the EMA weights, as one grid PNG in `output_dir/samples`."""
+        self._check_finite_before_writing("sample images")
         args = self.args
         scheduler = GlideScheduler.from_config(
             self.scheduler.config, timestep_respacing=args.sample_respacing, sampler=args.sample_sampler
@@ -442,6 +487,7 @@ class GlideTrainer:
 
     def save_pipeline(self) -> Path:
         """Write the EMA pipeline and its model card to `output_dir/pipeline`, atomically."""
+        self._check_finite_before_writing("pipeline")
 
         def fill(staging: Path) -> None:
             self._with_ema_weights(lambda: self.build_pipeline().save_pretrained(staging, safe_serialization=True))
@@ -516,11 +562,13 @@ class GlideTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 if not accelerator.sync_gradients:
                     continue
+                loss_value = loss.detach().item()  # read for the logs anyway: checking it costs no synchronisation
+                check_finite_loss(loss_value, self.global_step + 1)
                 if self.ema is not None:
                     self.ema.step(self._trainable_parameters())
                 self.global_step += 1
                 logs = {
-                    "loss": loss.detach().item(),
+                    "loss": loss_value,
                     "mse": losses.mse.mean().item(),
                     "vb": losses.vb.mean().item(),
                     "lr": self.lr_scheduler.get_last_lr()[0],
