@@ -600,7 +600,10 @@ def _nan_ema_decay(checkpoint):
             r"error: Cannot resume from \S+checkpoint-1: ema\.safetensors follows other weights than this run trains "
             r"\(1 missing, e\.g\. \['unet\.conv_in\.weight'\]; 0 unexpected",
         ),
-        (_nan_ema_decay, r"error: Cannot resume from \S+checkpoint-1: ema\.json is not valid JSON: NaN is not a number"),
+        (
+            _nan_ema_decay,
+            r"error: Cannot resume from \S+checkpoint-1: ema\.json is not valid JSON: NaN is not a number",
+        ),
     ],
 )
 def test_an_ema_state_that_does_not_fit_the_run_is_refused(tmp_path, capsys, one_step_checkpoint, tamper, message):

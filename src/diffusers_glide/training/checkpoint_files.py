@@ -205,7 +205,9 @@ def load_ema(ema: EMAModel, named_parameters: Sequence[tuple[str, torch.nn.Param
     try:
         shadows = load_file(weights_path)  # safetensors: tensors only, nothing to unpickle
     except Exception as error:  # safetensors' own error type for a truncated or corrupt file
-        raise ValueError(f"Cannot resume from {folder}: {EMA_WEIGHTS_FILE} is not a safetensors file: {error}") from error
+        raise ValueError(
+            f"Cannot resume from {folder}: {EMA_WEIGHTS_FILE} is not a safetensors file: {error}"
+        ) from error
     names = [name for name, _ in named_parameters]
     missing, unexpected = sorted(set(names) - set(shadows)), sorted(set(shadows) - set(names))
     if missing or unexpected:
