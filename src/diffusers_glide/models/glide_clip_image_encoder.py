@@ -19,13 +19,14 @@ from .config_checks import ConfigChecker
 from .glide_clip_transformer import GlideCLIPTransformer
 from .normalization import Float32LayerNorm
 from .parameter_count import clip_image_encoder_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 # OpenAI CLIP's per-channel pixel statistics on the [0, 255] scale.
 CLIP_PIXEL_MEAN = (122.77093945, 116.74601272, 104.09373519)
 CLIP_PIXEL_STD = (68.50053285, 66.63215831, 70.32316309)
 
 
-class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
+class GlideCLIPImageEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The image encoder of the noised CLIP model OpenAI trained for GLIDE's CLIP guidance: a ViT over noised images
     `x_t` whose first token, where a CLIP ViT has its class embedding, is a learned embedding of the diffusion

@@ -11,9 +11,10 @@ from .config_checks import ConfigChecker
 from .glide_clip_transformer import GlideCLIPTransformer
 from .normalization import Float32LayerNorm
 from .parameter_count import clip_text_encoder_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 
-class GlideCLIPTextEncoder(ModelMixin, ConfigMixin):
+class GlideCLIPTextEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The text encoder of the noised CLIP model OpenAI trained for GLIDE's CLIP guidance: a causal transformer over
     CLIP BPE tokens (`<|startoftext|> ... <|endoftext|>`, zero-padded to the context, see

@@ -18,6 +18,7 @@ from .config_checks import ConfigChecker
 from .normalization import Float32LayerNorm
 from .parameter_count import text_encoder_parameter_count
 from .pre_norm_transformer import PreNormTransformerLayer
+from .strict_loading import StrictLoadingMixin
 
 
 class GlideTextSelfAttention(nn.Module):
@@ -38,7 +39,7 @@ class GlideTextSelfAttention(nn.Module):
         return self.to_out(attended.transpose(1, 2).reshape(batch, length, width))
 
 
-class GlideTextEncoder(ModelMixin, ConfigMixin):
+class GlideTextEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The text transformer of GLIDE. Prompts are always padded or truncated to exactly `context_length` tokens
     (see [`diffusers_glide.tokenize_prompts`]).

@@ -32,6 +32,7 @@ from ..config_limits import (
 from .config_checks import ConfigChecker
 from .normalization import Float32GroupNorm
 from .parameter_count import unet_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 
 class GlideDownsample(nn.Module):
@@ -325,7 +326,7 @@ def _check_unet_config(config) -> None:
     check.parameter_count(unet_parameter_count(config))
 
 
-class GlideUNet2DModel(ModelMixin, ConfigMixin):
+class GlideUNet2DModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     GLIDE's text-conditional UNet. One class serves the base, upsample, base-inpaint and upsample-inpaint
     checkpoints; `super_resolution` and `inpainting` select the extra conditioning inputs.
