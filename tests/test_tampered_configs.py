@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_UNET_CONFIG, tiny_pipeline, tiny_unet
+from diffusers import DPMSolverMultistepScheduler
 
 from diffusers_glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder
 from diffusers_glide.config_limits import MAX_PARAMETERS
@@ -111,6 +112,12 @@ def tampered(tmp_path_factory):
         shutil.copytree(pipeline_folder, folder)
         _edit_json(folder / "scheduler" / "scheduler_config.json", num_train_timesteps=steps)
         cases[name] = ("pipeline", str(folder))
+    folder = root / "dpm_solver_folder"
+    pipeline = tiny_pipeline("base")
+    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
+    pipeline.save_pretrained(folder)
+    _edit_json(folder / "scheduler" / "scheduler_config.json", num_train_timesteps=10**9)
+    cases["dpm_solver_folder"] = ("pipeline", str(folder))
     folder = root / "pipeline_unet_layers"
     shutil.copytree(pipeline_folder, folder)
     _edit_json(folder / "unet" / "config.json", layers_per_block=1_000_000)
@@ -163,7 +170,18 @@ def test_the_untampered_folder_loads_and_the_subprocess_stayed_small(tampered):
     ("case", "shown"), [("timesteps_1e9_float", "1000000000.0"), ("timesteps_10e9_int", "1000000000")]
 )
 def test_pipeline_with_a_billion_scheduler_timesteps_is_refused(tampered, case, shown):
-    _refused(tampered, case, f"`num_train_timesteps` must be an integer in [2, 100000], got {shown}.")
+    # checked in the folder, before diffusers builds whichever scheduler the folder names
+    cases, _ = tampered
+    path = Path(cases[case][1], "scheduler", "scheduler_config.json")
+    _refused(tampered, case, f"{path}: `num_train_timesteps` must be an integer in [2, 100000], got {shown}.")
+
+
+def test_pipeline_saved_with_dpm_solver_and_a_billion_timesteps_is_refused(tampered):
+    # DPM-Solver is a documented swap, so the folder's scheduler class fits its slot; its config is still checked
+    cases, _ = tampered
+    path = Path(cases["dpm_solver_folder"][1], "scheduler", "scheduler_config.json")
+    message = f"{path}: `num_train_timesteps` must be an integer in [2, 100000], got 1000000000."
+    _refused(tampered, "dpm_solver_folder", message)
 
 
 def test_unet_with_a_million_layers_per_block_is_refused(tampered):
