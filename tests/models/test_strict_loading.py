@@ -84,9 +84,10 @@ def test_many_missing_keys_are_counted_and_the_first_five_named(tmp_path):
     assert len(removed) > 5
     _edit_weights(tmp_path / WEIGHTS, lambda state: [state.pop(key) for key in removed])
     problems = f"{len(removed)} missing keys ({', '.join(removed[:5])}, ... ({len(removed) - 5} more))"
-    for low_cpu_mem_usage in (True, False):  # diffusers' two loading paths
+    # diffusers' two loading paths, and a device_map (accelerate fails to place the missing weights first)
+    for options in ({}, {"low_cpu_mem_usage": False}, {"device_map": "cpu"}):
         with pytest.raises(ValueError, match=re.escape(_message(GlideUNet2DModel, tmp_path, WEIGHTS, problems))):
-            GlideUNet2DModel.from_pretrained(tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
+            GlideUNet2DModel.from_pretrained(tmp_path, **options)
 
 
 def test_all_three_kinds_are_reported_together(tmp_path):
@@ -114,6 +115,7 @@ def test_fitting_weights_load_and_give_the_same_model(tmp_path):
     assert loaded.state_dict().keys() == model.state_dict().keys()
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
     assert isinstance(GlideUNet2DModel.from_pretrained(tmp_path), GlideUNet2DModel)
+    assert GlideUNet2DModel.from_pretrained(tmp_path, device_map="cpu").device == torch.device("cpu")
 
 
 def test_ignore_mismatched_sizes_is_refused(tmp_path):

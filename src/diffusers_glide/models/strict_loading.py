@@ -18,6 +18,7 @@ from pathlib import Path
 # diffusers' weight file names: `diffusion_pytorch_model[.<variant>][-00001-of-00002].{safetensors,bin}`.
 _WEIGHTS_FILE = re.compile(r"diffusion_pytorch_model(?:\.(?P<variant>[^.-]+))?(?:-\d+-of-\d+)?\.(?:safetensors|bin)")
 _SHOWN_KEYS = 5  # keys named per kind of problem; the count says how many more there are
+_PLACEMENT_ARGUMENTS = ("device_map", "max_memory", "offload_folder", "offload_state_dict")
 
 
 class StrictLoadingMixin:
@@ -38,8 +39,23 @@ class StrictLoadingMixin:
             )
         return_info = kwargs.pop("output_loading_info", False)
         kwargs["ignore_mismatched_sizes"] = True  # report every mismatch instead of raising at the first
-        with _without_diffusers_weight_warnings():  # the error below says it all
-            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+
+        def load(**options):
+            with _without_diffusers_weight_warnings():  # the error below says it all
+                return super(StrictLoadingMixin, cls).from_pretrained(
+                    pretrained_model_name_or_path, output_loading_info=True, **options
+                )
+
+        try:
+            model, info = load(**kwargs)
+        except NotImplementedError:
+            if kwargs.get("device_map") is None:
+                raise
+            # With a device_map, accelerate fails to place the parameters the weights did not fill ("Cannot copy out
+            # of meta tensor") before diffusers returns its report: load on the CPU to name what is wrong.
+            _, info = load(**{k: v for k, v in kwargs.items() if k not in _PLACEMENT_ARGUMENTS})
+            if not _problems(info):
+                raise
         problems = _problems(info)
         if problems:
             where = _weights_location(pretrained_model_name_or_path, kwargs.get("subfolder"), kwargs.get("variant"))
