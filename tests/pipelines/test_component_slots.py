@@ -145,7 +145,7 @@ def test_a_component_no_glide_pipeline_has_is_refused(folder):
 def test_slots_are_checked_for_every_glide_pipeline_class(folder):
     _set_component(folder, "unet", ["diffusers", "UNet2DModel"])
     for pipeline_class in (GlideBasePipeline, GlidePipeline):
-        with pytest.raises(ValueError, match=re.escape("the `unet` component is [\"diffusers\", \"UNet2DModel\"]")):
+        with pytest.raises(ValueError, match=re.escape('the `unet` component is ["diffusers", "UNet2DModel"]')):
             pipeline_class.from_pretrained(folder)
     # a component passed as an object is not loaded from the folder, so its entry is not checked
     unet = tiny_pipeline("base").unet
