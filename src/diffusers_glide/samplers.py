@@ -48,18 +48,22 @@ def build_scheduler(config, sampler: str):
 
     GLIDE's samplers keep the configured respacing. DPM-Solver++ is built quietly: `from_config` would log that it
     ignores GLIDE's `timestep_respacing`, `sampler` and `eta` (it keeps them in its config, so a GLIDE sampler can be
-    built back from it).
+    built back from it). The config's sizes are checked first, as GlideScheduler checks them: diffusers' constructors
+    would allocate tables of any `num_train_timesteps` before failing.
     """
+    from .schedulers.scheduling_glide import check_scheduler_config
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    check_scheduler_config(config)
     if sampler in _GLIDE_SAMPLERS:
         from .schedulers import GlideScheduler
 
         return GlideScheduler.from_config(config, sampler=_GLIDE_SAMPLERS[sampler])
-    if sampler == DPM_SOLVER:
-        from diffusers import DPMSolverMultistepScheduler
+    from diffusers import DPMSolverMultistepScheduler
 
-        with diffusers_errors_only():
-            return DPMSolverMultistepScheduler.from_config(config)
-    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    with diffusers_errors_only():
+        return DPMSolverMultistepScheduler.from_config(config)
 
 
 def use_sampler(pipe, sampler: str) -> None:

@@ -93,12 +93,12 @@ def _tiny_encoder(**overrides) -> GlideTextEncoder:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("vocab_size", 0, "an integer >= 1"),
-        ("context_length", "4", "an integer >= 1"),
-        ("hidden_size", -8, "an integer >= 1"),
-        ("num_hidden_layers", 0, "an integer >= 1"),
+        ("vocab_size", 0, "an integer in [1, 1048576]"),
+        ("context_length", "4", "an integer in [1, 4096]"),
+        ("hidden_size", -8, "an integer in [1, 8192]"),
+        ("num_hidden_layers", 0, "an integer in [1, 64]"),
         ("num_attention_heads", 3, "a divisor of `hidden_size` (8,)"),
-        ("num_attention_heads", 2.0, "an integer >= 1"),
+        ("num_attention_heads", 2.0, "an integer in [1, 256]"),
         ("use_final_layer_norm", "true", "true or false (a boolean, not a string or number)"),
         ("use_padding_embedding", 0, "true or false (a boolean, not a string or number)"),
         ("layer_norm_eps", 0, "a number > 0"),
@@ -114,7 +114,7 @@ def test_impossible_configs_name_the_key_value_and_expectation(key, value, expec
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ({"vocab_size": -1}, "`vocab_size` must be an integer >= 1, got -1."),
+        ({"vocab_size": -1}, "`vocab_size` must be an integer in [1, 1048576], got -1."),
         # 9 channels cannot be split into the 2 heads.
         ({"hidden_size": 9}, "`num_attention_heads` must be a divisor of `hidden_size` (9,), got 2."),
         ({"use_padding_embedding": "false"}, "`use_padding_embedding` must be true or false (a boolean, not a string"),

@@ -378,7 +378,7 @@ def test_step_errors():
         ({"timestep_respacing": "abc"}, "Invalid `timestep_respacing` 'abc'"),
         ({"timestep_respacing": 100}, "`timestep_respacing` must be a string"),
         ({"eta": 2.0}, r"`eta` must be a number in \[0, 1\].*got 2.0"),
-        ({"num_train_timesteps": 1}, "`num_train_timesteps` must be an integer >= 2, got 1"),
+        ({"num_train_timesteps": 1}, "`num_train_timesteps` must be an integer in \\[2, 100000\\], got 1"),
         ({"clip_sample_range": 0.0}, "`clip_sample_range` must be positive, got 0.0"),
         ({"clip_sample": "yes"}, "`clip_sample` must be True or False, got 'yes'"),
         ({"beta_schedule": "linear", "beta_start": 0.03}, "beta_start=0.03"),

@@ -6,16 +6,27 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 from transformers.models.clip.modeling_clip import CLIPVisionModelOutput
 
+from ..config_limits import (
+    MAX_HEADS,
+    MAX_IMAGE_SIZE,
+    MAX_LAYERS,
+    MAX_PATCH_GRID,
+    MAX_PATCH_SIZE,
+    MAX_TRAIN_TIMESTEPS,
+    MAX_WIDTH,
+)
 from .config_checks import ConfigChecker
 from .glide_clip_transformer import GlideCLIPTransformer
 from .normalization import Float32LayerNorm
+from .parameter_count import clip_image_encoder_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 # OpenAI CLIP's per-channel pixel statistics on the [0, 255] scale.
 CLIP_PIXEL_MEAN = (122.77093945, 116.74601272, 104.09373519)
 CLIP_PIXEL_STD = (68.50053285, 66.63215831, 70.32316309)
 
 
-class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
+class GlideCLIPImageEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The image encoder of the noised CLIP model OpenAI trained for GLIDE's CLIP guidance: a ViT over noised images
     `x_t` whose first token, where a CLIP ViT has its class embedding, is a learned embedding of the diffusion
@@ -57,20 +68,23 @@ class GlideCLIPImageEncoder(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         check = ConfigChecker("GlideCLIPImageEncoder")
-        for key in (
-            "image_size",
-            "patch_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "projection_dim",
-            "num_train_timesteps",
-        ):
-            check.integer(key, self.config[key])
+        check.integer("image_size", image_size, maximum=MAX_IMAGE_SIZE)
+        check.integer("patch_size", patch_size, maximum=MAX_PATCH_SIZE)
+        check.integer("hidden_size", hidden_size, maximum=MAX_WIDTH)
+        check.integer("num_hidden_layers", num_hidden_layers, maximum=MAX_LAYERS)
+        check.integer("num_attention_heads", num_attention_heads, maximum=MAX_HEADS)
+        check.integer("projection_dim", projection_dim, maximum=MAX_WIDTH)
+        check.integer("num_train_timesteps", num_train_timesteps, maximum=MAX_TRAIN_TIMESTEPS)
         check.divides("patch_size", patch_size, [image_size], "`image_size`")
+        if image_size // patch_size > MAX_PATCH_GRID:  # the attention runs over every patch
+            smallest = -(-image_size // MAX_PATCH_GRID)
+            grid = f"{MAX_PATCH_GRID} x {MAX_PATCH_GRID}"
+            expected = f"at least {smallest} for image_size {image_size} (at most {grid} patches)"
+            check.fail("patch_size", patch_size, expected)
         check.divides("num_attention_heads", num_attention_heads, [hidden_size], "`hidden_size`")
         check.number("logit_scale", logit_scale, "a number > 0", lambda value: value > 0)
         check.number("layer_norm_eps", layer_norm_eps, "a number > 0", lambda value: value > 0)
+        check.parameter_count(clip_image_encoder_parameter_count(self.config))
         num_positions = 1 + (image_size // patch_size) ** 2
         self.patch_embedding = nn.Conv2d(3, hidden_size, patch_size, stride=patch_size, bias=False)
         self.timestep_embedding = nn.Embedding(num_train_timesteps, hidden_size)

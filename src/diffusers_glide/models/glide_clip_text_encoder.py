@@ -6,12 +6,15 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
+from ..config_limits import MAX_CONTEXT, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH
 from .config_checks import ConfigChecker
 from .glide_clip_transformer import GlideCLIPTransformer
 from .normalization import Float32LayerNorm
+from .parameter_count import clip_text_encoder_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 
-class GlideCLIPTextEncoder(ModelMixin, ConfigMixin):
+class GlideCLIPTextEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The text encoder of the noised CLIP model OpenAI trained for GLIDE's CLIP guidance: a causal transformer over
     CLIP BPE tokens (`<|startoftext|> ... <|endoftext|>`, zero-padded to the context, see
@@ -46,17 +49,15 @@ class GlideCLIPTextEncoder(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         check = ConfigChecker("GlideCLIPTextEncoder")
-        for key in (
-            "vocab_size",
-            "context_length",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "projection_dim",
-        ):
-            check.integer(key, self.config[key])
+        check.integer("vocab_size", vocab_size, maximum=MAX_VOCAB)
+        check.integer("context_length", context_length, maximum=MAX_CONTEXT)
+        check.integer("hidden_size", hidden_size, maximum=MAX_WIDTH)
+        check.integer("num_hidden_layers", num_hidden_layers, maximum=MAX_LAYERS)
+        check.integer("num_attention_heads", num_attention_heads, maximum=MAX_HEADS)
+        check.integer("projection_dim", projection_dim, maximum=MAX_WIDTH)
         check.divides("num_attention_heads", num_attention_heads, [hidden_size], "`hidden_size`")
         check.number("layer_norm_eps", layer_norm_eps, "a number > 0", lambda value: value > 0)
+        check.parameter_count(clip_text_encoder_parameter_count(self.config))
 
         self.token_embedding = nn.Embedding(vocab_size, hidden_size)
         self.position_embedding = nn.Parameter(torch.randn(context_length, hidden_size) * 0.01)

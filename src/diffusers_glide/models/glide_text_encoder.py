@@ -13,9 +13,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
+from ..config_limits import MAX_CONTEXT, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH
 from .config_checks import ConfigChecker
 from .normalization import Float32LayerNorm
+from .parameter_count import text_encoder_parameter_count
 from .pre_norm_transformer import PreNormTransformerLayer
+from .strict_loading import StrictLoadingMixin
 
 
 class GlideTextSelfAttention(nn.Module):
@@ -36,7 +39,7 @@ class GlideTextSelfAttention(nn.Module):
         return self.to_out(attended.transpose(1, 2).reshape(batch, length, width))
 
 
-class GlideTextEncoder(ModelMixin, ConfigMixin):
+class GlideTextEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     The text transformer of GLIDE. Prompts are always padded or truncated to exactly `context_length` tokens
     (see [`diffusers_glide.tokenize_prompts`]).
@@ -75,12 +78,16 @@ class GlideTextEncoder(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         check = ConfigChecker("GlideTextEncoder")
-        for key in ("vocab_size", "context_length", "hidden_size", "num_hidden_layers", "num_attention_heads"):
-            check.integer(key, self.config[key])
+        check.integer("vocab_size", vocab_size, maximum=MAX_VOCAB)
+        check.integer("context_length", context_length, maximum=MAX_CONTEXT)
+        check.integer("hidden_size", hidden_size, maximum=MAX_WIDTH)
+        check.integer("num_hidden_layers", num_hidden_layers, maximum=MAX_LAYERS)
+        check.integer("num_attention_heads", num_attention_heads, maximum=MAX_HEADS)
         check.divides("num_attention_heads", num_attention_heads, [hidden_size], "`hidden_size`")
         check.boolean("use_final_layer_norm", use_final_layer_norm)
         check.boolean("use_padding_embedding", use_padding_embedding)
         check.number("layer_norm_eps", layer_norm_eps, "a number > 0", lambda value: value > 0)
+        check.parameter_count(text_encoder_parameter_count(self.config))
 
         self.token_embedding = nn.Embedding(vocab_size, hidden_size)
         self.position_embedding = nn.Parameter(torch.randn(context_length, hidden_size) * 0.01)

@@ -20,8 +20,19 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from ..config_limits import (
+    MAX_HEAD_DIM,
+    MAX_HEADS,
+    MAX_IMAGE_CHANNELS,
+    MAX_IMAGE_SIZE,
+    MAX_LAYERS,
+    MAX_LEVELS,
+    MAX_WIDTH,
+)
 from .config_checks import ConfigChecker
 from .normalization import Float32GroupNorm
+from .parameter_count import unet_parameter_count
+from .strict_loading import StrictLoadingMixin
 
 
 class GlideDownsample(nn.Module):
@@ -269,17 +280,20 @@ class GlideUpBlock(nn.Module):
 
 def _check_unet_config(config) -> None:
     check = ConfigChecker("GlideUNet2DModel")
-    for key in ("sample_size", "in_channels", "out_channels", "layers_per_block", "norm_num_groups"):
-        check.integer(key, config[key])
-    check.integers("block_out_channels", config.block_out_channels)
+    check.integer("sample_size", config.sample_size, maximum=MAX_IMAGE_SIZE)
+    check.integer("in_channels", config.in_channels, maximum=MAX_IMAGE_CHANNELS)
+    check.integer("out_channels", config.out_channels, maximum=MAX_IMAGE_CHANNELS)
+    check.integer("layers_per_block", config.layers_per_block, maximum=MAX_LAYERS)
+    check.integer("norm_num_groups", config.norm_num_groups)  # bounded by the widths it divides
+    check.integers("block_out_channels", config.block_out_channels, maximum=MAX_WIDTH, max_length=MAX_LEVELS)
     levels = len(config.block_out_channels)
     check.booleans("attention_levels", config.attention_levels, levels, "one per level of `block_out_channels`")
     factor = 2 ** (levels - 1)
     if config.sample_size % factor:
         check.fail("sample_size", config.sample_size, f"a multiple of {factor} (the UNet's total downsampling factor)")
     check.divides("norm_num_groups", config.norm_num_groups, config.block_out_channels, "`block_out_channels`")
-    check.integer("attention_head_dim", config.attention_head_dim, optional=True)
-    check.integer("num_attention_heads", config.num_attention_heads, optional=True)
+    check.integer("attention_head_dim", config.attention_head_dim, maximum=MAX_HEAD_DIM, optional=True)
+    check.integer("num_attention_heads", config.num_attention_heads, maximum=MAX_HEADS, optional=True)
     if (config.attention_head_dim is None) == (config.num_attention_heads is None):
         raise ValueError(
             "GlideUNet2DModel config: set exactly one of `attention_head_dim` and `num_attention_heads` (the other "
@@ -295,7 +309,7 @@ def _check_unet_config(config) -> None:
         check.divides("attention_head_dim", config.attention_head_dim, attention_widths, "the attention channels")
     else:
         check.divides("num_attention_heads", config.num_attention_heads, attention_widths, "the attention channels")
-    check.integer("encoder_hid_dim", config.encoder_hid_dim, optional=True)
+    check.integer("encoder_hid_dim", config.encoder_hid_dim, maximum=MAX_WIDTH, optional=True)
     for key in ("super_resolution", "inpainting", "resblock_updown", "low_res_residual"):
         check.boolean(key, config[key])
     if config.low_res_residual and not config.super_resolution:
@@ -309,9 +323,10 @@ def _check_unet_config(config) -> None:
     check.choice("resnet_time_scale_shift", config.resnet_time_scale_shift, ("scale_shift", "default"))
     check.number("dropout", config.dropout, "a number in [0, 1)", lambda value: 0 <= value < 1)
     check.number("norm_eps", config.norm_eps, "a number > 0", lambda value: value > 0)
+    check.parameter_count(unet_parameter_count(config))
 
 
-class GlideUNet2DModel(ModelMixin, ConfigMixin):
+class GlideUNet2DModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""
     GLIDE's text-conditional UNet. One class serves the base, upsample, base-inpaint and upsample-inpaint
     checkpoints; `super_resolution` and `inpainting` select the extra conditioning inputs.

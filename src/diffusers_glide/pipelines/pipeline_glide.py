@@ -13,6 +13,7 @@ from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncod
 from ..tokenization import prompt_list
 from .checks import check_hub_id, check_number, one_call_at_a_time
 from .clip_guidance import clip_guidance_gradient, normalize_embeddings
+from .component_slots import refuse_remote_code
 from .guidance_interval import check_guidance_interval
 from .pipeline_glide_base import GlideBasePipeline
 
@@ -91,6 +92,7 @@ class GlidePipeline(GlideBasePipeline):
             kwargs: Passed to each component's `from_pretrained` (e.g. `dtype` / `torch_dtype`, `cache_dir`, `token`,
                 `revision`, `local_files_only`); the dtype only applies to the two models.
         """
+        refuse_remote_code(kwargs, "load_clip_guidance")
         tokenizer_kwargs = {k: v for k, v in kwargs.items() if k not in ("dtype", "torch_dtype")}
         source = os.fspath(pretrained_model_name_or_path)
         if not os.path.isdir(source):

@@ -37,6 +37,7 @@ from .checks import (
     check_prediction_type,
     check_tensor,
 )
+from .component_slots import check_component_slots, refuse_remote_code
 from .guidance_interval import guided_steps
 from .hub import PIPELINE_CONFIG_NAME, download_pipeline_snapshot
 from .image_processing import GlideImageProcessor
@@ -143,8 +144,11 @@ class GlideBasePipeline(DiffusionPipeline):
         r"""
         Load a GLIDE pipeline from a folder or a Hub repo id, as diffusers' `DiffusionPipeline.from_pretrained` does
         (every argument of it works the same), after checking that the folder holds this pipeline class and all the
-        component folders its `model_index.json` lists.
+        component folders its `model_index.json` lists, each naming a class that fits its slot (see
+        `component_slots.py`). No code from the folder runs: diffusers' `trust_remote_code`, `custom_pipeline` and
+        `custom_revision` are refused.
         """
+        refuse_remote_code(kwargs, f"{cls.__name__}.from_pretrained")
         name = os.fspath(pretrained_model_name_or_path)
         folder = name if os.path.isdir(name) else cls.download(check_hub_id(name, "pipeline folder"), **kwargs)
         cls._check_pipeline_folder(Path(folder), passed=kwargs)
@@ -181,6 +185,7 @@ class GlideBasePipeline(DiffusionPipeline):
             raise ValueError(
                 f"{folder} holds a {class_name}, not a {expected}: load it with `{class_name}.from_pretrained`."
             )
+        check_component_slots(folder, model_index, passed)
         for name, entry in model_index.items():
             listed = isinstance(entry, list) and entry and entry[0] is not None
             if listed and not name.startswith("_") and name not in passed and not (folder / name).is_dir():
@@ -213,9 +218,10 @@ class GlideBasePipeline(DiffusionPipeline):
 
         Used: `cache_dir`, `force_download`, `local_files_only`, `token`, `revision`, `variant`,
         `use_safetensors` (`False` fetches pickled `.bin` weights), `proxies` (huggingface_hub < 1.0), and the
-        components passed as objects, whose folders are skipped. Ignored: diffusers' custom-code arguments
-        (`custom_pipeline`, `custom_revision`, `trust_remote_code`, ...): no Python file is downloaded.
+        components passed as objects, whose folders are skipped. diffusers' custom-code arguments (`custom_pipeline`,
+        `custom_revision`, `trust_remote_code`) are refused: no Python file is downloaded.
         """
+        refuse_remote_code(kwargs, f"{cls.__name__}.download")
         expected_modules, _ = cls._get_signature_keys(cls)
         return download_pipeline_snapshot(
             pretrained_model_name,

@@ -7,7 +7,7 @@ notebooks use: an x0 post-processing function (inpainting) and a guidance gradie
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..config_limits import MAX_SOLVER_ORDER, MAX_TRAIN_TIMESTEPS
 from .forward_process import ForwardProcess
 from .respacing import BETA_SCHEDULES, DiffusionProcess, compute_respaced_process, space_timesteps
 
@@ -38,6 +39,28 @@ _STEP_VALUES = (
 
 
 PREDICTION_TYPES = ("epsilon", "sample")
+
+
+def _check_integer(key: str, value, minimum: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"`{key}` must be an integer in [{minimum}, {maximum}], got {value!r}.")
+
+
+def check_scheduler_config(config: Mapping) -> None:
+    """
+    Refuses a scheduler config whose sizes no GLIDE model could have, before any scheduler is built from it.
+
+    It applies to every scheduler a GLIDE pipeline builds from a config: [`GlideScheduler`], and the diffusers
+    schedulers it declares compatible (`from_config`, or a pipeline folder saved with one of them), whose constructors
+    allocate tables of `num_train_timesteps` entries and lists of `solver_order` entries.
+
+    Args:
+        config (`Mapping`): A scheduler config (a `scheduler_config.json`'s content or a scheduler's `config`).
+    """
+    if "num_train_timesteps" in config:
+        _check_integer("num_train_timesteps", config["num_train_timesteps"], 2, MAX_TRAIN_TIMESTEPS)
+    if "solver_order" in config:
+        _check_integer("solver_order", config["solver_order"], 1, MAX_SOLVER_ORDER)
 
 
 @dataclass
@@ -136,12 +159,7 @@ class GlideScheduler(SchedulerMixin, ConfigMixin):
         sample_max_value: float = 1.0,
         dynamic_thresholding_ratio: float = 0.995,
     ):
-        if (
-            isinstance(num_train_timesteps, bool)
-            or not isinstance(num_train_timesteps, int)
-            or num_train_timesteps < 2
-        ):
-            raise ValueError(f"`num_train_timesteps` must be an integer >= 2, got {num_train_timesteps!r}.")
+        _check_integer("num_train_timesteps", num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS)
         if beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"`beta_schedule` must be one of {BETA_SCHEDULES}, got {beta_schedule!r}.")
         if beta_schedule == "linear":
