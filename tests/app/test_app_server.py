@@ -70,7 +70,7 @@ def test_serve_help_and_argument_errors_need_no_server(capsys):
     out = capsys.readouterr().out
     assert "--host HOST" in out and "127.0.0.1" in out and "--share" in out and "--max_file_size" in out
     assert main(["serve", "--port", "0"]) == 2
-    assert "expected a positive integer, got 0" in capsys.readouterr().err
+    assert "argument --port: expected a port number in 1..65535, got 0" in capsys.readouterr().err
 
 
 def test_serve_reports_bad_options_before_loading_models(capsys):
