@@ -153,6 +153,7 @@ def test_cli_argument_errors(capsys):
         ("--adam_weight_decay", "nan", "--adam_weight_decay must be a finite number in [0, 1], got nan"),
         ("--max_grad_norm", "-1", "--max_grad_norm must be a finite number in [0, inf), got -1"),
         ("--lr_warmup_steps", "-1", "--lr_warmup_steps must be at least 0, got -1"),
+        ("--seed", str(2**32), f"argument --seed: expected an integer in [0, 2**32), got {2**32}"),
     ],
 )
 def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, capsys, flag, value, expected):

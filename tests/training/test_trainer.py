@@ -391,6 +391,18 @@ def test_optimizer_numbers_out_of_range_are_refused_before_training(tmp_path, ca
     assert not output_dir.exists()  # nothing was trained or written
 
 
+@pytest.mark.parametrize("seed", [str(2**32), "-1", "2**70"])
+def test_a_seed_numpy_cannot_take_is_a_usage_error(tmp_path, capsys, seed):
+    from diffusers_glide.cli import main
+
+    output_dir = tmp_path / "run"
+    assert main(["train", "--output_dir", str(output_dir), *TINY, "--max_train_steps", "1", f"--seed={seed}"]) == 2
+    shown = repr(seed) if seed == "2**70" else seed
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"diffusers-glide train: error: argument --seed: expected an integer in [0, 2**32), got {shown}"
+    assert not output_dir.exists()
+
+
 def test_optimizer_numbers_at_the_ends_of_their_ranges_are_accepted(tmp_path):
     edges = ["--learning_rate", "1", "--adam_beta1", "0", "--adam_weight_decay", "1", "--max_grad_norm", "0"]
     args = _args(tmp_path, *edges, "--vb_weight", "0", "--noise_offset", "0", "--lr_warmup_steps", "0")

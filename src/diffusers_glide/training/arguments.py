@@ -73,6 +73,20 @@ OPTIMIZER_RANGES = {
 }
 
 
+SEED_LIMIT = 2**32  # accelerate's `set_seed` seeds numpy too, which takes seeds below this
+
+
+def training_seed(value: str) -> int:
+    """The argparse type of the trainers' `--seed`: an integer in [0, 2**32)."""
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {value!r}") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {seed}")
+    return seed
+
+
 def check_numeric_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace, ranges: dict) -> None:
     """A usage error (exit 2) for the first flag of `ranges` whose value is outside its interval (flags that `args`
     lacks, as `train-clip` lacks the Adam betas, are skipped)."""
@@ -160,7 +174,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     optim.add_argument("--ema_decay", type=float, default=0.9999, help="maximum EMA decay; 0 disables the EMA")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
-    optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--seed", type=training_seed, default=0)
 
     run = parser.add_argument_group("checkpoints, samples, logging")
     run.add_argument("--checkpointing_steps", type=int, default=500, help="save a resumable state every N steps")

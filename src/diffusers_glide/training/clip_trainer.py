@@ -42,7 +42,13 @@ from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
 from ..shapes.evaluate import evaluation_scenes
-from .arguments import OPTIMIZER_RANGES, _json_dict, add_data_source_arguments, check_numeric_ranges
+from .arguments import (
+    OPTIMIZER_RANGES,
+    _json_dict,
+    add_data_source_arguments,
+    check_numeric_ranges,
+    training_seed,
+)
 from .data import collate_image_captions
 from .finite_checks import check_finite_loss, check_finite_weights
 
@@ -157,7 +163,7 @@ def add_clip_training_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     optim.add_argument("--adam_weight_decay", type=float, default=0.1)
     optim.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm; 0 disables it")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
-    optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--seed", type=training_seed, default=0)
     optim.add_argument("--no_progress_bar", action="store_true")
     return parser
 
