@@ -93,3 +93,18 @@ def exif_rotated_jpeg(path: Path, upright: np.ndarray, orientation: int = 6) -> 
     exif[EXIF_ORIENTATION] = orientation
     stored.save(path, "JPEG", quality=100, subsampling=0, exif=exif)
     return path
+
+
+def record_decoding(monkeypatch) -> list:
+    """Every image Pillow decodes from now on (its size), still decoded: the list a test checks the bomb is not in."""
+    import PIL.ImageFile
+
+    decoded = []
+    load = PIL.ImageFile.ImageFile.load
+
+    def recording_load(image):
+        decoded.append(image.size)
+        return load(image)
+
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", recording_load)
+    return decoded

@@ -12,9 +12,8 @@ import uuid
 
 import numpy as np
 import PIL.Image
-import PIL.ImageFile
 import pytest
-from image_file_makers import eps_writing, fake_ghostscript, png_bomb, png_declaring
+from image_file_makers import eps_writing, fake_ghostscript, png_bomb, png_declaring, record_decoding
 
 from diffusers_glide.app import build_app
 from diffusers_glide.app.models import ANCESTRAL, DDIM
@@ -188,14 +187,7 @@ def test_editor_layers_that_are_not_images_get_the_apps_message(app_server, name
 
 def test_the_editor_bomb_is_refused_at_once_without_decoding(app_server, tmp_path, monkeypatch):
     url, _, _ = app_server
-    decoded = []
-    load = PIL.ImageFile.ImageFile.load
-
-    def recording_load(image):
-        decoded.append(image.size)
-        return load(image)
-
-    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", recording_load)
+    decoded = record_decoding(monkeypatch)
     bomb = _upload(url, "bomb.png", png_bomb(tmp_path / "bomb.png").read_bytes())  # 164 KB, 169 MB decoded
     background = _upload(url, "in.png", _png())
     started = time.perf_counter()

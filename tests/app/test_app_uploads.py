@@ -8,7 +8,6 @@ import time
 import gradio as gr
 import numpy as np
 import PIL.Image
-import PIL.ImageFile
 import PIL.ImageOps
 import pytest
 import torch
@@ -19,6 +18,7 @@ from image_file_makers import (
     fake_ghostscript,
     png_bomb,
     png_declaring,
+    record_decoding,
     upright_picture,
 )
 
@@ -103,14 +103,7 @@ def test_editor_layers_that_are_not_images_are_refused(app, tmp_path, name, cont
 
 
 def test_the_editor_bomb_is_refused_from_headers_without_decoding(app, tmp_path, monkeypatch):
-    decoded = []
-    load = PIL.ImageFile.ImageFile.load
-
-    def recording_load(image):
-        decoded.append(image.size)
-        return load(image)
-
-    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", recording_load)
+    decoded = record_decoding(monkeypatch)
     bomb = str(png_bomb(tmp_path / "bomb.png"))
     background = _background(tmp_path / "bg.png")
     started = time.perf_counter()

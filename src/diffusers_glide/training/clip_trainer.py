@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.utils import logging
@@ -343,14 +342,9 @@ image = pipe("", clip_prompt="a red circle on a blue background", guidance_scale
 
 def train_clip(args: argparse.Namespace, command: str | None = None) -> Path:
     """Run a noised-CLIP training job; returns the saved folder."""
-    trainer = NoisedCLIPTrainer(args, command=command)
-    try:
-        return trainer.train()
-    finally:
-        # a single-process job releases accelerate's per-process state, also when it fails (a NaN loss), so that a
-        # later run in the same Python session can pick another mixed precision
-        if trainer.accelerator.num_processes == 1:
-            AcceleratorState._reset_state(reset_partial_state=True)
+    from .trainer import run_releasing_accelerate_state  # imported when used, as its data sources are
+
+    return run_releasing_accelerate_state(NoisedCLIPTrainer(args, command=command))
 
 
 def main(argv=None) -> None:

@@ -592,13 +592,17 @@ class GlideTrainer:
         return target
 
 
-def train(args: argparse.Namespace, command: str | None = None) -> Path:
-    """Run a training job; returns the folder of the saved pipeline."""
-    trainer = GlideTrainer(args, command=command)
+def run_releasing_accelerate_state(trainer) -> Path:
+    """`trainer.train()`, after which (also after a failure, such as a NaN loss) a single-process job releases
+    accelerate's per-process device / precision state, so that a later run in the same Python session (a notebook,
+    the tests) can pick another mixed precision."""
     try:
         return trainer.train()
     finally:
-        # accelerate keeps its device / precision state per process; a single-process job releases it so a
-        # later run in the same Python session (a notebook, the tests) can pick another mixed precision.
         if trainer.accelerator.num_processes == 1:
             AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def train(args: argparse.Namespace, command: str | None = None) -> Path:
+    """Run a training job; returns the folder of the saved pipeline."""
+    return run_releasing_accelerate_state(GlideTrainer(args, command=command))
