@@ -36,6 +36,14 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
+    from .cascade import Cascade
 
 METADATA_FILE = "metadata.jsonl"
 JSON_KEYS = ("prompt", "seed", "seeds")
@@ -324,9 +332,10 @@ def uses_prompt_file(args) -> bool:
     return True
 
 
-def run_batch_generation(args) -> int:
-    """`generate --prompts FILE --output_dir DIR`: every user error before a model loads, then this process's share."""
-    from .cli import _device
+def run_batch_generation(args, load_cascade: Callable[[argparse.Namespace, torch.device], Cascade]) -> int:
+    """`generate --prompts FILE --output_dir DIR`: every user error before a model loads, then this process's share.
+    `load_cascade(args, device)` loads the models (the command line's, with its flags)."""
+    from .cascade import torch_device
     from .output_folders import check_output_image_paths
 
     jobs = read_jobs(args.prompts, command_line_seeds(args))
@@ -334,7 +343,10 @@ def run_batch_generation(args) -> int:
     if args.low_output_dir is not None:
         folders["--low_output_dir"] = args.low_output_dir
     check_output_image_paths(folder / jobs[0].file_name for folder in folders.values())
-    device = _device(args.device)
+    try:
+        device = torch_device(args.device)
+    except ValueError as error:
+        raise ValueError(f"--device {args.device}: {error}") from error
     sizes = output_sizes(args)
 
     from accelerate import PartialState
@@ -372,7 +384,15 @@ def run_batch_generation(args) -> int:
                 file=sys.stderr,
             )
         with state.split_between_processes(todo) as share:
-            made = _make_share(share, list(folders.values()), written, args, device, state.is_local_main_process)
+            made = _make_share(
+                share,
+                list(folders.values()),
+                written,
+                args,
+                lambda: load_cascade(args, device),
+                device,
+                state.is_local_main_process,
+            )
         who = f"process {state.process_index} of {state.num_processes}: " if state.num_processes > 1 else ""
         print(f"{who}wrote {made} image file(s).", file=sys.stderr)
         state.wait_for_everyone()  # the lock is held until every process is done
@@ -381,13 +401,13 @@ def run_batch_generation(args) -> int:
 
 def output_sizes(args) -> list[tuple[int, int]]:
     """The (width, height) of the images of --output_dir (and --low_output_dir), from the models' configs."""
-    from .cli import _model_or_embedded
+    from .cascade import model_source
     from .pipelines import GlidePipeline, GlideUpsamplePipeline
 
-    base = _model_image_size(GlidePipeline, _model_or_embedded(args.model, "base"))
+    base = _model_image_size(GlidePipeline, model_source(args.model, "base"))
     if args.upsampler is None:
         return [base]
-    upsampled = _model_image_size(GlideUpsamplePipeline, _model_or_embedded(args.upsampler, "upsample"))
+    upsampled = _model_image_size(GlideUpsamplePipeline, model_source(args.upsampler, "upsample"))
     return [upsampled] if args.low_output_dir is None else [upsampled, base]
 
 
@@ -435,19 +455,18 @@ def _from_main_process(state, value):
     return broadcast_object_list([value])[0]
 
 
-def _make_share(share: list[list[Job]], folders, written, args, device, progress: bool) -> int:
+def _make_share(share: list[list[Job]], folders, written, args, load_cascade, device, progress: bool) -> int:
     """Sample the batches of `share` and write their missing images; returns how many files were written."""
     if not share:
         return 0  # no model to load
     import torch
     from tqdm.auto import tqdm
 
-    from .cli import _load_generate_pipelines, _sample_base, _sample_upsampled
     from .output_folders import save_image_atomically
     from .pipelines.memory import BatchTooLargeError
 
-    pipe, upsampler = _load_generate_pipelines(args, device)
-    for pipeline in (pipe, upsampler):
+    cascade = load_cascade()
+    for pipeline in (cascade.base, cascade.upsampler):
         if pipeline is not None:
             pipeline.set_progress_bar_config(disable=True)  # one bar for the whole share instead
     made = 0
@@ -457,9 +476,8 @@ def _make_share(share: list[list[Job]], folders, written, args, device, progress
             # one generator per image: its noise depends on its seed only, not on its batch or its process
             generators = [torch.Generator(device).manual_seed(job.seed) for job in batch]
             try:
-                images = low = _sample_base(pipe, args, prompts, generators)
-                if upsampler is not None:
-                    images = _sample_upsampled(upsampler, args, prompts, low, generators)
+                output = cascade(prompts, generators)
+                images, low = output.images, output.low_images
             except BatchTooLargeError as error:
                 raise ValueError(
                     f"--batch_size {len(batch)} is too large: at most {error.max_images} images fit in one call here "

@@ -38,20 +38,18 @@ from typing import TYPE_CHECKING
 # (seconds). The commands import what they run; tests/test_cli_startup.py checks it.
 from . import __version__
 from .batch_generation import seed_list, seed_number
-from .embedded import embedded_model_path
-from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps, use_sampler
+from .cascade import clip_guidance_scale, load_clip_guidance, make_generator
+from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps
 
 if TYPE_CHECKING:
     import PIL.Image
     import torch
 
+    from .cascade import Cascade
     from .pipelines import InpaintEdit
 
 PROG = "diffusers-glide"
-DEFAULT = "default"  # the value of --upsampler / --clip that names the embedded model
 MASK_CONVENTION = "white = repaint, black = keep (the diffusers convention; GLIDE's own masks are the opposite)"
-# torch device types that can sample (`meta` tensors, for one, hold no data)
-DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 OVERWRITE_INPUT = "--overwrite_input"  # the flag that lets an output replace an input file
 
 
@@ -601,20 +599,12 @@ def _one_line(error: BaseException) -> str:
 
 
 def _device(name: str) -> torch.device:
-    import torch
+    from .cascade import torch_device
 
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as error:
-        raise CLIError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps, ...): {error}") from error
-    if device.type not in DEVICE_TYPES:
-        raise CLIError(
-            f"--device {name}: cannot sample on a {device.type!r} device; use one of {', '.join(DEVICE_TYPES)}."
-        )
-    backend = getattr(torch, device.type, None) if device.type != "mps" else torch.backends.mps
-    if device.type != "cpu" and not (backend is not None and backend.is_available()):
-        raise CLIError(f"--device {name}: {device.type.upper()} is not available on this machine (use --device cpu).")
-    return device
+        return torch_device(name)
+    except ValueError as error:
+        raise CLIError(f"--device {name}: {error}") from error
 
 
 def _output_path(path: Path, index: int, count: int, tag: str = "") -> Path:
@@ -688,31 +678,18 @@ def _dtype(args) -> torch.dtype:
     return getattr(torch, args.dtype)
 
 
-def _load(pipeline_class, source: str, args, device: torch.device, sampler: str | None = None):
-    """`pipeline_class` from `source` in --dtype on `device`, sampling with `sampler` (None: its configured one)."""
-    from diffusers.utils import logging as diffusers_logging
+def _load(pipeline_class, model: str | None, kind: str, args, device: torch.device, sampler: str | None = None):
+    """`pipeline_class` from --model `model` (the embedded model of `kind` by default) in --dtype on `device`,
+    sampling with `sampler` (None: its configured one)."""
+    from .cascade import load_pipeline
 
     if args.no_progress:  # also diffusers' "Loading pipeline components" bar
+        from diffusers.utils import logging as diffusers_logging
+
         diffusers_logging.disable_progress_bar()
-    pipe = pipeline_class.from_pretrained(source, dtype=_dtype(args))
-    # float16 runs on the CPU (torch has CPU kernels for it): no warning per module that it cannot
-    pipe = pipe.to(device, silence_dtype_warnings=True)
-    if args.no_progress:
-        pipe.set_progress_bar_config(disable=True)
-    if sampler is not None:
-        use_sampler(pipe, sampler)
-    return pipe
-
-
-def _model_or_embedded(model: str | None, kind: str) -> str:
-    """`model`, or the embedded model of `kind` when it is omitted or 'default'."""
-    return embedded_model_path(kind) if model in (None, DEFAULT) else model
-
-
-def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    import torch
-
-    return None if seed is None else torch.Generator(device).manual_seed(seed)
+    return load_pipeline(
+        pipeline_class, model, kind, device=device, dtype=_dtype(args), sampler=sampler, progress=not args.no_progress
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -723,67 +700,47 @@ def run_generate(args) -> int:
     from .batch_generation import run_batch_generation, uses_prompt_file
 
     if uses_prompt_file(args):
-        return run_batch_generation(args)
+        return run_batch_generation(args, load_cascade)
     device = _device(args.device)
     _check_outputs(args.output, args.num_images, ("", "-low") if args.upsampler else ("",))
-    pipe, upsampler = _load_generate_pipelines(args, device)
-    generator = _generator(args.seed, device)
-    images = _sample_base(pipe, args, args.prompt, generator, num_images=args.num_images)
-    if upsampler is None:
+    cascade = load_cascade(args, device)
+    generator = make_generator(args.seed, device)
+    images = cascade.sample_base(args.prompt, generator, num_images_per_prompt=args.num_images)
+    if cascade.upsampler is None:
         _save(images, _output_paths(args.output, len(images)))
         return 0
     _save(images, _output_paths(args.output, len(images), tag="-low"))
-    upsampled = _sample_upsampled(upsampler, args, args.prompt, images, generator)
+    upsampled = cascade.upsample(args.prompt, images, generator)
     _save(upsampled, _output_paths(args.output, len(upsampled)))
     return 0
 
 
-def _load_generate_pipelines(args, device: torch.device) -> tuple:
-    """`generate`'s text-to-image pipeline (with the noised CLIP of --clip) and its --upsampler (or None), with
-    their samplers."""
-    from .pipelines import GlidePipeline, GlideUpsamplePipeline
+def load_cascade(args, device: torch.device) -> Cascade:
+    """`generate`'s cascade on `device`: --model (with the noised CLIP of --clip) and --upsampler, with their
+    sampling flags."""
+    from .cascade import Cascade
 
-    pipe = _load(GlidePipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
-    if args.clip is not None:
-        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=_dtype(args))
-    upsampler = None
-    if args.upsampler is not None:
-        source = _model_or_embedded(args.upsampler, "upsample")
-        upsampler = _load(GlideUpsamplePipeline, source, args, device, args.upsample_sampler)
-        # before the base model samples: an inpainting upsampler would need --inpaint_image / --mask
-        upsampler.check_inputs(image=[], inpaint_image=None, mask_image=None, upsample_temp=args.upsample_temp)
-    return pipe, upsampler
+    if args.no_progress:  # also diffusers' "Loading pipeline components" bar
+        from diffusers.utils import logging as diffusers_logging
 
-
-def _sample_base(pipe, args, prompt, generator, num_images: int = 1) -> list:
-    """`generate`'s text-to-image sampling: PIL images, `num_images` per prompt."""
-    return pipe(
-        prompt,
-        num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
+        diffusers_logging.disable_progress_bar()
+    return Cascade.from_pretrained(
+        args.model,
+        args.upsampler,
+        args.clip,
+        device=device,
+        dtype=_dtype(args),
+        progress=not args.no_progress,
+        sampler=args.sampler,
+        steps=args.steps,
         guidance_scale=args.guidance_scale,
         guidance_interval=args.guidance_interval,
-        num_images_per_prompt=num_images,
-        generator=generator,
-        clip_guidance_scale=_clip_guidance_scale(args),
-    ).images
-
-
-def _sample_upsampled(upsampler, args, prompt, images, generator) -> list:
-    """`generate`'s upsampling of `images` (continuing the base sampling's `generator`)."""
-    return upsampler(
-        prompt,
-        image=images,
-        num_inference_steps=sampling_steps(args.upsample_sampler, args.upsample_steps, FAST_UPSAMPLER_STEPS),
-        guidance_scale=args.upsample_guidance_scale,
+        clip_guidance_scale=args.clip_guidance_scale,
+        upsample_sampler=args.upsample_sampler,
+        upsample_steps=args.upsample_steps,
+        upsample_guidance_scale=args.upsample_guidance_scale,
         upsample_temp=args.upsample_temp,
-        generator=generator,
-    ).images
-
-
-def _clip_guidance_scale(args) -> float:
-    if args.clip_guidance_scale is not None:
-        return args.clip_guidance_scale
-    return 3.0 if args.clip is not None else 0.0
+    )
 
 
 def run_img2img(args) -> int:
@@ -793,9 +750,8 @@ def run_img2img(args) -> int:
     _check_outputs(args.output, args.num_images)
     _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), {"--image": args.image})
     image = _read_image(args.image, "image")
-    pipe = _load(GlideImg2ImgPipeline, _model_or_embedded(args.model, "base"), args, device, args.sampler)
-    if args.clip is not None:
-        pipe.load_clip_guidance(_model_or_embedded(args.clip, "clip"), dtype=_dtype(args))
+    pipe = _load(GlideImg2ImgPipeline, args.model, "base", args, device, args.sampler)
+    load_clip_guidance(pipe, args.clip, _dtype(args))
     images = pipe(
         args.prompt,
         image=image,
@@ -804,8 +760,8 @@ def run_img2img(args) -> int:
         guidance_scale=args.guidance_scale,
         guidance_interval=args.guidance_interval,
         num_images_per_prompt=args.num_images,
-        generator=_generator(args.seed, device),
-        clip_guidance_scale=_clip_guidance_scale(args),
+        generator=make_generator(args.seed, device),
+        clip_guidance_scale=clip_guidance_scale(args.clip_guidance_scale, args.clip),
     ).images
     _save(images, _output_paths(args.output, len(images)))
     return 0
@@ -847,13 +803,12 @@ def run_edit(args) -> int:
     edits = _parse_edits(args.edits, args.strength)
     check_output_image_paths(outputs)
     image = _read_image(args.image, "image")
-    source = _model_or_embedded(args.model, "base-inpaint")
-    pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
+    pipe = _load(GlideInpaintPipeline, args.model, "base-inpaint", args, device, args.sampler)
     results = apply_edits(
         pipe,
         image,
         edits,
-        generator=_generator(args.seed, device),
+        generator=make_generator(args.seed, device),
         num_inference_steps=sampling_steps(args.sampler, args.steps, FAST_STEPS),
         guidance_scale=args.guidance_scale,
     )
@@ -868,10 +823,9 @@ def run_inpaint(args) -> int:
     _check_outputs(args.output, args.num_images)
     inputs = {"--image": args.image, "--mask": args.mask}
     _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
-    source = _model_or_embedded(args.model, "base-inpaint")
     image = _read_image(args.image, "image")
     mask = _read_image(args.mask, "mask")
-    pipe = _load(GlideInpaintPipeline, source, args, device, args.sampler)
+    pipe = _load(GlideInpaintPipeline, args.model, "base-inpaint", args, device, args.sampler)
     images = pipe(
         args.prompt,
         image=image,
@@ -881,7 +835,7 @@ def run_inpaint(args) -> int:
         guidance_scale=args.guidance_scale,
         guidance_interval=args.guidance_interval,
         num_images_per_prompt=args.num_images,
-        generator=_generator(args.seed, device),
+        generator=make_generator(args.seed, device),
     ).images
     _save(images, _output_paths(args.output, len(images)))
     return 0
@@ -895,13 +849,13 @@ def run_upsample(args) -> int:
     inputs = {"--image": args.image, "--inpaint_image": args.inpaint_image, "--mask": args.mask}
     _check_inputs_kept(args, _numbered_outputs(args.output, args.num_images), inputs)
     inpainting = args.inpaint_image is not None or args.mask is not None
-    source = _model_or_embedded(args.model, "upsample-inpaint" if inpainting else "upsample")
     # the fast path for upsampling; GLIDE's own sampler for inpainting (see INPAINT_SAMPLER)
     sampler = args.sampler or (None if inpainting else DPM_SOLVER)
     image = _read_image(args.image, "image")
     inpaint_image = _read_image(args.inpaint_image, "inpaint image") if args.inpaint_image is not None else None
     mask = _read_image(args.mask, "mask") if args.mask is not None else None
-    pipe = _load(GlideUpsamplePipeline, source, args, device, sampler)
+    kind = "upsample-inpaint" if inpainting else "upsample"
+    pipe = _load(GlideUpsamplePipeline, args.model, kind, args, device, sampler)
     images = pipe(
         args.prompt,
         image=image,
@@ -912,7 +866,7 @@ def run_upsample(args) -> int:
         guidance_interval=args.guidance_interval,
         upsample_temp=args.upsample_temp,
         num_images_per_prompt=args.num_images,
-        generator=_generator(args.seed, device),
+        generator=make_generator(args.seed, device),
     ).images
     _save(images, _output_paths(args.output, len(images)))
     return 0

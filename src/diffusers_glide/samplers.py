@@ -66,9 +66,21 @@ def build_scheduler(config, sampler: str):
         return DPMSolverMultistepScheduler.from_config(config)
 
 
+def sampler_of(scheduler) -> str | None:
+    """Which of [`SAMPLERS`] `scheduler` runs (None for a scheduler built elsewhere)."""
+    name = type(scheduler).__name__
+    if name == "DPMSolverMultistepScheduler":
+        return DPM_SOLVER
+    if name == "GlideScheduler":
+        return DDIM if scheduler.config.get("sampler") == "ddim" else ANCESTRAL
+    return None
+
+
 def use_sampler(pipe, sampler: str) -> None:
-    """Give `pipe` the scheduler of `sampler`, built from its current scheduler's configuration."""
-    pipe.scheduler = build_scheduler(pipe.scheduler.config, sampler)
+    """Give `pipe` the scheduler of `sampler`, built from its current scheduler's configuration; a pipeline that
+    already samples with `sampler` keeps its scheduler (so calling this before every call costs nothing)."""
+    if sampler_of(pipe.scheduler) != sampler:
+        pipe.scheduler = build_scheduler(pipe.scheduler.config, sampler)
 
 
 def steps_range(config, sampler: str) -> tuple[int, int]:
