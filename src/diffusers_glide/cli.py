@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .batch_generation import seed_list, seed_number
 from .cascade import clip_guidance_scale, load_clip_guidance, make_generator
+from .messages import one_line
 from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, SAMPLERS, sampling_steps
 
 if TYPE_CHECKING:
@@ -593,11 +594,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Helpers: the pipelines own every input rule; the CLI reads files, loads models and translates errors
 
 
-def _one_line(error: BaseException) -> str:
-    """The message of `error` on one line (or its type's name when it has none)."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _device(name: str) -> torch.device:
     from .cascade import torch_device
 
@@ -986,12 +982,12 @@ def main(argv=None) -> int:
     except BatchTooLargeError as error:
         print(
             f"error: --num_images {getattr(args, 'num_images', 1)} is too many for one run: at most {error.max_images} fit in memory "
-            f"({_one_line(error)}). Run the command several times with different --seed values.",
+            f"({one_line(error)}). Run the command several times with different --seed values.",
             file=sys.stderr,
         )
         return 2
     except (ValueError, OSError, FloatingPointError) as error:  # OSError covers FileNotFoundError
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -32,6 +32,8 @@ import warnings
 import PIL.Image
 import PIL.ImageOps
 
+from .messages import one_line
+
 # Pillow's names of the formats read; each is decoded by Pillow itself (no external program)
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 _DISPLAY_NAMES = {"WEBP": "WebP"}
@@ -85,7 +87,7 @@ def read_image(
                 image.load()  # the first frame
                 return PIL.ImageOps.exif_transpose(image)  # a copy, with the file's orientation applied
             except _DECODING_ERRORS as error:
-                raise ImageFileError(f"{what} cannot be decoded: {_one_line(error)}") from error
+                raise ImageFileError(f"{what} cannot be decoded: {one_line(error)}") from error
 
 
 def _open(file, what: str, max_pixels: int, formats: tuple[str, ...]) -> PIL.Image.Image:
@@ -106,7 +108,7 @@ def _open(file, what: str, max_pixels: int, formats: tuple[str, ...]) -> PIL.Ima
         found = f" (it is {other})" if other else ""
         raise ImageFileError(f"{what} is not {formats_text(formats)}{found}.") from None
     except _DECODING_ERRORS as error:
-        raise ImageFileError(f"{what} cannot be read as an image: {_one_line(error)}") from error
+        raise ImageFileError(f"{what} cannot be read as an image: {one_line(error)}") from error
 
 
 def _pillow_format(prefix: bytes) -> str | None:
@@ -120,7 +122,3 @@ def _pillow_format(prefix: bytes) -> str | None:
         except Exception:  # noqa: BLE001 - a plugin's check of too few bytes: no name to give
             continue
     return None
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
