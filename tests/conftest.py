@@ -40,38 +40,17 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(cores, MAX_WORKERS))
 
 
-FIXTURES_ENV_VAR = "GLIDE_FIXTURES_DIR"
-
-
-def _find_fixtures() -> Path | None:
-    # CI clones the repo next to `shared/`; a clone elsewhere points at it with the environment variable.
-    for candidate in (os.environ.get(FIXTURES_ENV_VAR), REPO_ROOT.parent / "shared" / "fixtures"):
-        if candidate and (Path(candidate) / "glide_reference" / "index.json").is_file():
-            return Path(candidate)
-    return None
-
-
-FIXTURES_DIR = _find_fixtures()
-MISSING_FIXTURES = (
-    f"the GLIDE reference fixtures (shared/fixtures) were not found next to the repository ({REPO_ROOT.parent}); "
-    f"set {FIXTURES_ENV_VAR} to that folder to run the tests that need them"
-)
+# The reference fixtures live in the repository (tests/fixtures/README.md): a clone anywhere runs every test.
+FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 
 
 def fixtures_path(*parts: str) -> Path:
-    """A path inside the fixtures folder; skips the calling test (or the importing module) when they are absent."""
-    if FIXTURES_DIR is None:
-        pytest.skip(MISSING_FIXTURES, allow_module_level=True)
+    """A path inside the fixtures folder."""
     return FIXTURES_DIR.joinpath(*parts)
 
 
-def __getattr__(name: str) -> Path:
-    # `from conftest import REFERENCE_DIR` in a test module skips that module when the fixtures are absent.
-    if name == "REFERENCE_DIR":
-        return fixtures_path("glide_reference")
-    if name == "TOKENIZERS_DIR":
-        return fixtures_path("tokenizers")
-    raise AttributeError(name)
+REFERENCE_DIR = fixtures_path("glide_reference")
+TOKENIZERS_DIR = fixtures_path("tokenizers")
 
 
 MODEL_TYPES = ("base", "upsample", "base-inpaint", "upsample-inpaint")
