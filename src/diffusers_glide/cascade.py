@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .embedded import embedded_model_path
-from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, sampling_steps, use_sampler
+from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, configured_sampler, sampling_steps, use_sampler
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,12 +41,30 @@ CLIP_GUIDANCE_SCALE = 3.0
 BASE_GUIDANCE_SCALE = 3.0
 UPSAMPLE_GUIDANCE_SCALE = 1.0
 UPSAMPLE_TEMP = 0.997
+# The sampler and steps each stage runs by default, wherever it runs (the command line's flags, the web app's
+# controls): the fast path for text to image, image to image and upsampling. Inpainting (None) keeps the model's
+# configured sampler: on the embedded inpainting model the 15-step runs of every sampler scored lower than its 50
+# ancestral steps (docs/command_line.md).
+DEFAULT_SAMPLING: dict[str, tuple[str, int] | None] = {
+    "base": (DPM_SOLVER, FAST_STEPS),
+    "upsample": (DPM_SOLVER, FAST_UPSAMPLER_STEPS),
+    "base-inpaint": None,
+    "upsample-inpaint": None,
+}
 
 
 def model_source(model: str | None, kind: str) -> str:
     """`model` (a folder or a Hub repo id), or the folder of the embedded model of `kind` ("base", "base-inpaint",
     "upsample", "upsample-inpaint" or "clip") when `model` is None or `"default"`."""
     return embedded_model_path(kind) if model in (None, DEFAULT) else model
+
+
+def default_sampling(kind: str, scheduler_config) -> tuple[str, int]:
+    """The (sampler, steps) that a stage of `kind` runs by default (`DEFAULT_SAMPLING`), on a model whose scheduler
+    has `scheduler_config` (inpainting: its configured sampler and respacing)."""
+    if kind not in DEFAULT_SAMPLING:
+        raise ValueError(f"Unknown stage {kind!r}; choose one of {', '.join(DEFAULT_SAMPLING)}.")
+    return DEFAULT_SAMPLING[kind] or configured_sampler(scheduler_config)
 
 
 def torch_device(name: str | torch.device) -> torch.device:
