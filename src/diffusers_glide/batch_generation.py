@@ -420,7 +420,7 @@ def _model_image_size(pipeline_class, source: str) -> tuple[int, int]:
     from .pipelines.checks import check_hub_id
 
     if os.path.isdir(source):
-        pipeline_class._check_pipeline_folder(Path(source), passed={})  # the loader's errors for a wrong folder
+        pipeline_class.check_pipeline_folder(Path(source), passed={})  # the loader's errors for a wrong folder
     else:
         check_hub_id(source, "pipeline folder")
     config = GlideUNet2DModel.load_config(source, subfolder="unet")

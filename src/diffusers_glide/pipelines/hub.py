@@ -1,4 +1,10 @@
-"""Fetching a GLIDE pipeline repo from the Hugging Face Hub (used by `GlideBasePipeline.download`).
+"""Loading a GLIDE pipeline from a folder or the Hugging Face Hub: [`GlidePipelineLoadingMixin`], which gives
+[`GlideBasePipeline`] (and so every GLIDE pipeline) its `from_pretrained`, `from_pipe` and `download`, and the
+Hub snapshot download behind `download`.
+
+`from_pretrained` checks a folder before diffusers reads it (`check_pipeline_folder`: a `model_index.json` naming
+this GLIDE pipeline class, every component fitting its slot as `component_slots.py` says, no listed component
+folder missing), so that a wrong or incomplete folder gets an error naming the cause.
 
 diffusers' own `DiffusionPipeline.download` (0.42) refuses a GLIDE repo before downloading anything: to
 compute which files to fetch it checks every component library named in `model_index.json`, and accepts only
@@ -22,6 +28,11 @@ from pathlib import Path
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import validate_hf_hub_args
+
+from ..variants import PIPELINE_CLASSES, models_pipeline_class
+from .checks import check_hub_id
+from .component_slots import check_component_slots, refuse_remote_code
 
 PIPELINE_CONFIG_NAME = "model_index.json"
 # Per component folder: configs (config.json, scheduler_config.json, tokenizer_config.json, tokenizer.json,
@@ -152,3 +163,116 @@ def download_pipeline_snapshot(
             others = [name for name, value in model_index.items() if isinstance(value, list) and name not in fallback]
             fetch(folder.name, skip_components=skip_components + others)
     return str(folder)
+
+
+class GlidePipelineLoadingMixin:
+    """Loading of the GLIDE pipelines from a folder or a Hub repo id: `from_pretrained` (with the folder checks of
+    `check_pipeline_folder`), `from_pipe` and `download`. Mixed into [`GlideBasePipeline`] before
+    `DiffusionPipeline`, whose methods it wraps."""
+
+    @classmethod
+    def glide_class_name(cls) -> str | None:
+        """The GLIDE pipeline class `cls` is (or derives from); None for GlideBasePipeline, which runs any variant."""
+        return next((c.__name__ for c in cls.__mro__ if c.__name__ in PIPELINE_CLASSES), None)
+
+    @classmethod
+    @validate_hf_hub_args
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        r"""
+        Load a GLIDE pipeline from a folder or a Hub repo id, as diffusers' `DiffusionPipeline.from_pretrained` does
+        (every argument of it works the same), after checking that the folder holds this pipeline class and all the
+        component folders its `model_index.json` lists, each naming a class that fits its slot (see
+        `component_slots.py`). No code from the folder runs: diffusers' `trust_remote_code`, `custom_pipeline` and
+        `custom_revision` are refused.
+        """
+        refuse_remote_code(kwargs, f"{cls.__name__}.from_pretrained")
+        name = os.fspath(pretrained_model_name_or_path)
+        folder = name if os.path.isdir(name) else cls.download(check_hub_id(name, "pipeline folder"), **kwargs)
+        cls.check_pipeline_folder(Path(folder), passed=kwargs)
+        pipeline = super().from_pretrained(folder, **kwargs)
+        pipeline.register_to_config(_name_or_path=name)  # the repo id, not its cache folder, as diffusers records
+        return pipeline
+
+    @classmethod
+    def check_pipeline_folder(cls, folder: Path, passed: dict) -> None:
+        """Raise the loader's error when `folder` is not a complete pipeline folder of this class: no (valid)
+        `model_index.json`, another or no GLIDE pipeline class, a component that does not fit its slot, or a listed
+        component folder missing (unless that component is in `passed`)."""
+        index_file = folder / PIPELINE_CONFIG_NAME
+        if not index_file.is_file():
+            raise OSError(
+                f"{folder} is not a diffusers pipeline folder (it has no {PIPELINE_CONFIG_NAME}): give a folder written "
+                "by `diffusers-glide convert`, the trainer or `save_pretrained`."
+            )
+        try:
+            model_index = json.loads(index_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{index_file} is not valid JSON: {error}") from error
+        class_name = model_index.get("_class_name") if isinstance(model_index, dict) else None
+        if isinstance(class_name, list):
+            raise ValueError(
+                f"{folder} names custom pipeline code as its class ({class_name}): diffusers-glide never runs code from "
+                "a model folder; its model_index.json must name one of " + ", ".join(PIPELINE_CLASSES) + "."
+            )
+        if class_name not in PIPELINE_CLASSES:
+            raise ValueError(
+                f"{folder} holds a {class_name or 'pipeline without `_class_name`'}, not a GLIDE pipeline "
+                f"({', '.join(PIPELINE_CLASSES)})."
+            )
+        # GlideBasePipeline (and subclasses of it alone) load any GLIDE pipeline folder.
+        expected = cls.glide_class_name()
+        if expected is not None and models_pipeline_class(class_name) != models_pipeline_class(expected):
+            raise ValueError(
+                f"{folder} holds a {class_name}, not a {expected}: load it with `{class_name}.from_pretrained`."
+            )
+        check_component_slots(folder, model_index, passed)
+        for name, entry in model_index.items():
+            listed = isinstance(entry, list) and entry and entry[0] is not None
+            if listed and not name.startswith("_") and name not in passed and not (folder / name).is_dir():
+                raise OSError(
+                    f"The pipeline folder {folder} lacks the `{name}/` folder that its {PIPELINE_CONFIG_NAME} lists "
+                    f"({entry[-1]}): the folder is incomplete; copy it again or redo the conversion."
+                )
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """diffusers' `from_pipe`, keeping the dtype of `pipeline`'s models unless `dtype` / `torch_dtype` is given.
+
+        diffusers casts the new pipeline to float32 by default, which also casts the models it shares with
+        `pipeline`: a bfloat16 pipeline would silently run in float32."""
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+            kwargs["dtype"] = pipeline.dtype
+        return super().from_pipe(pipeline, **kwargs)
+
+    @classmethod
+    @validate_hf_hub_args
+    def download(cls, pretrained_model_name, **kwargs) -> str:
+        r"""
+        Download (or find in the Hugging Face cache) a GLIDE pipeline repo; returns its local snapshot folder.
+
+        `from_pretrained(repo_id, ...)` calls this for a Hub repo id and then loads the folder like a local one,
+        so every other `from_pretrained` argument (`dtype`, `device_map`, passed components, ...) behaves
+        as in diffusers. diffusers' own `DiffusionPipeline.download` rejects our repos: it accepts component
+        libraries only from diffusers / transformers or as `.py` files shipped in the repo, not installed
+        modules such as `diffusers_glide.models.glide_unet` (see this module's docstring).
+
+        Used: `cache_dir`, `force_download`, `local_files_only`, `token`, `revision`, `variant`,
+        `use_safetensors` (`False` fetches pickled `.bin` weights), `proxies` (huggingface_hub < 1.0), and the
+        components passed as objects, whose folders are skipped. diffusers' custom-code arguments (`custom_pipeline`,
+        `custom_revision`, `trust_remote_code`) are refused: no Python file is downloaded.
+        """
+        refuse_remote_code(kwargs, f"{cls.__name__}.download")
+        expected_modules, _ = cls._get_signature_keys(cls)
+        return download_pipeline_snapshot(
+            pretrained_model_name,
+            cache_dir=kwargs.get("cache_dir"),
+            force_download=kwargs.get("force_download", False),
+            proxies=kwargs.get("proxies"),
+            local_files_only=kwargs.get("local_files_only"),
+            token=kwargs.get("token"),
+            revision=kwargs.get("revision"),
+            variant=kwargs.get("variant"),
+            use_safetensors=kwargs.get("use_safetensors"),
+            skip_components=[name for name in expected_modules if name in kwargs],
+            user_agent={"pipeline_class": cls.__name__},
+        )
