@@ -21,7 +21,7 @@ skipped; everything else is checked, with its line number, before a model loads.
   image equals `generate PROMPT --seed S` pixel for pixel. Batches are cut from the whole job list before it is
   shared between processes, so a given batch size gives the same files on any number of processes. Other batch
   sizes round differently in the model's batched kernels, which moves some pixels (more with DPM-Solver++, whose
-  one ODE path carries a difference from the first steps to the end; see the README).
+  one ODE path carries a difference from the first steps to the end; see docs/command_line.md, "Many prompts").
 - Processes: under `accelerate launch`, each process takes its share of the batches still to make
   (`PartialState.split_between_processes`) on its own device (`--device cuda` -> cuda:0, cuda:1, ...).
 """

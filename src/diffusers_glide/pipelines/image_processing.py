@@ -1,6 +1,6 @@
 """How the GLIDE pipelines read images and masks: the one reading path for every pipeline and the CLI.
 
-The rules (also in the README, "Input rules"):
+The rules (also in docs/pipelines.md, "Input rules"):
 
 - **PIL images** of every mode. 8-bit modes (`1`, `L`, `P`, `RGB`, `CMYK`, `YCbCr`, ...) are read as they look;
   16-bit grayscale (`I;16`, `I;16B`, `I;16L`, and `I` holding 0..65535, as Pillow opens 16-bit PNGs) is scaled from

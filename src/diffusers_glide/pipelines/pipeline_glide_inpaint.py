@@ -135,7 +135,7 @@ class GlideInpaintPipeline(GlideBasePipeline):
                 The image(s) to inpaint, any size (resized to the model's square size with bicubic interpolation):
                 PIL images of any mode (8 or 16 bits; alpha composited over black), numpy `(H, W, 3)` /
                 `(N, H, W, 3)` or torch `(3, H, W)` / `(N, 3, H, W)` holding floats in [0, 1], uint8 or uint16
-                (see the README's input rules).
+                (see docs/pipelines.md, "Input rules").
             mask_image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or a list of them):
                 **White / 1 = repaint, black / 0 = keep** (diffusers' convention; GLIDE's is the opposite). PIL
                 images of any mode (read as grayscale), numpy `(H, W)`, `(H, W, C)`, `(N, H, W, C)`, `(N, H, W)` or
