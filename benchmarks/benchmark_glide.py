@@ -38,9 +38,7 @@ STAGES = ("base", "upsample")  # also the converter model types of their configs
 
 
 def default_vocab_dir() -> Path:
-    fixtures = os.environ.get("GLIDE_FIXTURES_DIR")
-    root = Path(fixtures) if fixtures else REPO.parent / "shared" / "fixtures"
-    return root / "tokenizers"
+    return REPO / "tests" / "fixtures" / "tokenizers"
 
 
 def peak_rss_gb() -> float:
