@@ -7,12 +7,11 @@ from .convert import (
     build_model_card,
     convert_glide_checkpoint,
     convert_state_dict,
-    load_openai_checkpoint,
     push_folder_to_hub,
     write_pipeline_folder,
 )
 from .options import configs_from_options, default_options, resolve_options
-from .state_dict import CheckpointMismatchError
+from .state_dict import CheckpointMismatchError, load_openai_checkpoint
 
 __all__ = [
     "CLIP_MODEL_TYPE",

@@ -28,9 +28,8 @@ from ..clip_tokenization import build_clip_tokenizer
 from ..model_cards import build_model_card
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
 from ..schedulers.respacing import BETA_SCHEDULES
-from .convert import load_openai_checkpoint
 from .option_checks import POSITIVE_INT, POSITIVE_NUMBER, check_known, check_options, one_of, option_error
-from .state_dict import CheckpointMismatchError, check_against_model, format_keys
+from .state_dict import CheckpointMismatchError, check_against_model, format_keys, load_openai_checkpoint
 
 CLIP_MODEL_TYPE = "clip"
 

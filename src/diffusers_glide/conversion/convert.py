@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from accelerate import init_empty_weights
@@ -37,12 +37,21 @@ from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
 from ..variants import get_variant
 from .options import configs_from_options, resolve_options
-from .state_dict import CheckpointMismatchError, check_against_model, format_keys, split_openai_state_dict
-
-if TYPE_CHECKING:
-    from .clip import ConvertedCLIP
+from .state_dict import (
+    CheckpointMismatchError,
+    check_against_model,
+    format_keys,
+    load_openai_checkpoint,
+    split_openai_state_dict,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Converted(Protocol):
+    """What `write_pipeline_folder` saves: a `ConvertedGlide`, or the noised CLIP's `ConvertedCLIP`."""
+
+    def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None: ...
 
 
 @dataclass
@@ -70,30 +79,6 @@ class ConvertedGlide:
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("unet", "text_encoder")}
-
-
-def load_openai_checkpoint(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read an OpenAI `.pt` state dict safely (`weights_only=True`), with clear errors."""
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated / non-torch / unsafe files
-        raise ValueError(
-            f"Could not read {path} as a PyTorch state dict with torch.load(weights_only=True): {error}"
-        ) from error
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors).")
-    non_finite = [
-        key for key, tensor in state_dict.items() if tensor.is_floating_point() and not tensor.isfinite().all()
-    ]
-    if non_finite:
-        raise ValueError(
-            f"{path} holds NaN or infinite values in {len(non_finite)} tensor(s), so it cannot be a trained model: "
-            f"{format_keys(non_finite, limit=5)}"
-        )
-    return state_dict
 
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], model_type: str, options: dict | None = None):
@@ -141,7 +126,7 @@ def convert_glide_checkpoint(
 
 
 def write_pipeline_folder(
-    converted: ConvertedGlide | ConvertedCLIP,
+    converted: Converted,
     dump_path: str | os.PathLike,
     dtype: str = "float32",
     overwrite: bool = False,
