@@ -4,7 +4,6 @@ from ..variants import MODEL_TYPES
 from .clip import CLIP_MODEL_TYPE, ConvertedCLIP, convert_clip_checkpoints, convert_clip_state_dicts
 from .convert import (
     ConvertedGlide,
-    build_model_card,
     convert_glide_checkpoint,
     convert_state_dict,
     push_folder_to_hub,
@@ -21,7 +20,6 @@ __all__ = [
     "MODEL_TYPES",
     "CheckpointMismatchError",
     "ConvertedGlide",
-    "build_model_card",
     "configs_from_options",
     "convert_glide_checkpoint",
     "convert_state_dict",

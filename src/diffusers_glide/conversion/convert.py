@@ -75,7 +75,23 @@ class ConvertedGlide:
             unet=self.unet, text_encoder=self.text_encoder, tokenizer=self.tokenizer, scheduler=self.scheduler
         )
         pipeline.save_pretrained(folder, safe_serialization=True)
-        build_model_card(self.model_type, repo_id).save(folder / "README.md")
+        self.model_card(repo_id).save(folder / "README.md")
+
+    def model_card(self, repo_id: str | None = None) -> ModelCard:
+        """The card of the converted checkpoint: license, library, tags and a usage example of its pipeline."""
+        model_type = self.model_type
+        return pipeline_model_card(
+            model_type,
+            f"GLIDE ({model_type}) for diffusers",
+            f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
+            f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
+            "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
+            "Text-Guided Diffusion Models* (Nichol et al., 2021).",
+            repo_id=repo_id,
+            tokenizer="GPT-2 BPE, lower-cased",
+            scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
+            license="mit",
+        )
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("unet", "text_encoder")}
@@ -151,20 +167,4 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     return api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message="Upload GLIDE (diffusers-glide)"
-    )
-
-
-def build_model_card(model_type: str, repo_id: str | None = None) -> ModelCard:
-    """The model card of a converted checkpoint: license, library, tags and a usage example of its pipeline."""
-    return pipeline_model_card(
-        model_type,
-        f"GLIDE ({model_type}) for diffusers",
-        f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
-        f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
-        "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
-        "Text-Guided Diffusion Models* (Nichol et al., 2021).",
-        repo_id=repo_id,
-        tokenizer="GPT-2 BPE, lower-cased",
-        scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
-        license="mit",
     )
