@@ -120,9 +120,10 @@ pipe.load_clip_guidance("{repo_id or "path/to/this/folder"}")
 image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]"""
         return build_model_card(
             "GLIDE's noised CLIP for diffusers",
-            "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP guidance,\n"
-            "converted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image encoder sees "
-            "noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license (glide-text2im).",
+            "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP "
+            "guidance,\nconverted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image "
+            "encoder sees noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license "
+            "(glide-text2im).",
             {
                 "clip_image_encoder": "GlideCLIPImageEncoder",
                 "clip_text_encoder": "GlideCLIPTextEncoder",
