@@ -35,7 +35,7 @@ from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..output_folders import OutputFolder
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
-from ..variants import get_variant
+from ..variants import GlideVariant, get_variant
 from .options import configs_from_options, resolve_options
 from .state_dict import (
     CheckpointMismatchError,
@@ -58,11 +58,15 @@ class Converted(Protocol):
 class ConvertedGlide:
     """The components of a converted checkpoint, before they are written anywhere."""
 
-    model_type: str
+    variant: GlideVariant
     unet: GlideUNet2DModel
     text_encoder: GlideTextEncoder
     tokenizer: object
     scheduler: GlideScheduler
+
+    @property
+    def model_type(self) -> str:
+        return self.variant.model_type
 
     def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
         """Save the pipeline of the model type (`save_pretrained`) and the model card into an empty folder."""
@@ -70,7 +74,7 @@ class ConvertedGlide:
         # model declares none.
         for model in (self.unet, self.text_encoder):
             torch.nn.Module.to(model, dtype)
-        pipeline_class = getattr(pipelines, get_variant(self.model_type).pipeline_class)
+        pipeline_class = getattr(pipelines, self.variant.pipeline_class)
         pipeline = pipeline_class(
             unet=self.unet, text_encoder=self.text_encoder, tokenizer=self.tokenizer, scheduler=self.scheduler
         )
@@ -81,7 +85,7 @@ class ConvertedGlide:
         """The card of the converted checkpoint: license, library, tags and a usage example of its pipeline."""
         model_type = self.model_type
         return pipeline_model_card(
-            model_type,
+            self.variant,
             f"GLIDE ({model_type}) for diffusers",
             f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
             f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
@@ -103,14 +107,18 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], model_type: str, opt
     Returns `(unet, text_encoder, scheduler_config)`. Raises `CheckpointMismatchError` listing unknown source
     keys, missing parameters and shape mismatches. Works with meta tensors (no memory is used then).
     """
-    resolved = resolve_options(model_type, options)
+    return _convert_state_dict(state_dict, get_variant(model_type), options)
+
+
+def _convert_state_dict(state_dict: dict[str, torch.Tensor], variant: GlideVariant, options: dict | None):
+    resolved = resolve_options(variant, options)
     vocab_size = state_dict["token_embedding.weight"].shape[0] if "token_embedding.weight" in state_dict else 50257
-    configs = configs_from_options(model_type, resolved, vocab_size=vocab_size)
+    configs = configs_from_options(variant, resolved, vocab_size=vocab_size)
     unet_sd, text_sd, unconsumed = split_openai_state_dict(state_dict, configs.unet, configs.text_encoder)
     if unconsumed:
         raise CheckpointMismatchError(
-            f"{len(unconsumed)} checkpoint key(s) do not belong to a GLIDE {model_type} model with these options "
-            f"(check --model_type and --options_json): {format_keys(unconsumed)}"
+            f"{len(unconsumed)} checkpoint key(s) do not belong to a GLIDE {variant.model_type} model with these "
+            f"options (check --model_type and --options_json): {format_keys(unconsumed)}"
         )
     with init_empty_weights():
         unet = GlideUNet2DModel(**configs.unet)
@@ -131,14 +139,15 @@ def convert_glide_checkpoint(
 ) -> ConvertedGlide:
     """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory)."""
     state_dict = load_openai_checkpoint(checkpoint_path)
-    unet, text_encoder, scheduler_config = convert_state_dict(state_dict, model_type, options)
+    variant = get_variant(model_type)
+    unet, text_encoder, scheduler_config = _convert_state_dict(state_dict, variant, options)
     tokenizer = build_glide_tokenizer(vocab_dir)
     if len(tokenizer) != text_encoder.config.vocab_size:
         raise ValueError(
             f"The tokenizer in {vocab_dir} has {len(tokenizer)} tokens but the checkpoint's token embedding has "
             f"{text_encoder.config.vocab_size} rows."
         )
-    return ConvertedGlide(model_type, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
+    return ConvertedGlide(variant, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
 
 
 def write_pipeline_folder(
