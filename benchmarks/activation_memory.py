@@ -31,8 +31,10 @@ TEXT_LENGTH = 128  # GLIDE's text context
 
 def unet_config(stage: str) -> dict:
     from diffusers_glide.conversion.options import configs_from_options, resolve_options
+    from diffusers_glide.variants import get_variant
 
-    return dict(configs_from_options(stage, resolve_options(stage, None)).unet)
+    variant = get_variant(stage)
+    return dict(configs_from_options(variant, resolve_options(variant, None)).unet)
 
 
 def step_inputs(config: dict, stage: str, dtype: torch.dtype, size: int | None) -> dict:

@@ -96,8 +96,10 @@ def random_pipeline(stage: str, dtype: torch.dtype, tokenizer, option_overrides:
         GlideUpsamplePipeline,
     )
     from diffusers_glide.conversion.options import configs_from_options, resolve_options
+    from diffusers_glide.variants import get_variant
 
-    configs = configs_from_options(stage, resolve_options(stage, option_overrides))
+    variant = get_variant(stage)
+    configs = configs_from_options(variant, resolve_options(variant, option_overrides))
     models = []
     for model_class, config in ((GlideUNet2DModel, configs.unet), (GlideTextEncoder, configs.text_encoder)):
         with init_empty_weights():

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .variants import get_variant
+from .variants import GlideVariant, get_variant
 
 # What a pipeline call looks like, per pipeline class ("{repo}" is the folder or Hub repo id).
 _PIPELINE_CALLS = {
@@ -57,7 +57,7 @@ def build_model_card(
 
 
 def pipeline_model_card(
-    model_type: str,
+    variant: GlideVariant | str,
     title: str,
     description: str,
     *,
@@ -67,8 +67,10 @@ def pipeline_model_card(
     license: str | None = None,
     reproduce_command: str | None = None,
 ) -> ModelCard:
-    """The card of a pipeline folder of the variant `model_type`, with a usage example of its pipeline class."""
-    variant = get_variant(model_type)
+    """The card of a pipeline folder of `variant` (a `GlideVariant`, or its model type), with a usage example of its
+    pipeline class."""
+    if isinstance(variant, str):
+        variant = get_variant(variant)
     pipeline_class = variant.pipeline_class
     usage = (
         f"from diffusers_glide import {pipeline_class}\n\n"
@@ -85,7 +87,7 @@ def pipeline_model_card(
             "scheduler": scheduler,
         },
         usage,
-        ["glide", "diffusers-glide", "text-to-image", f"glide-{model_type}"],
+        ["glide", "diffusers-glide", "text-to-image", f"glide-{variant.model_type}"],
         license=license,
         pipeline_tag="text-to-image" if variant.text_to_image else "image-to-image",
         notes=LOADING_NOTE,

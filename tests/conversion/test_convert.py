@@ -28,6 +28,7 @@ from diffusers_glide.conversion import (
     load_openai_checkpoint,
     write_pipeline_folder,
 )
+from diffusers_glide.variants import get_variant
 
 SCRIPT = REPO_ROOT / "convert_scripts" / "convert_glide_to_diffusers.py"
 EXPECTED_PIPELINE = {
@@ -142,7 +143,7 @@ def test_cli_argument_errors(tmp_path, capsys):
 def test_full_size_manifests_convert_completely(model_type):
     manifest = json.loads((REFERENCE_DIR / "manifests" / f"{model_type}.json").read_text())
     # Our defaults are the released models' options (the manifests were built with use_fp16=False).
-    assert {**default_options(model_type), "use_fp16": False} == manifest["options"]
+    assert {**default_options(get_variant(model_type)), "use_fp16": False} == manifest["options"]
     unet, text_encoder, _ = convert_state_dict(_meta_state_dict(manifest), model_type)
     total = sum(p.numel() for p in unet.parameters()) + sum(p.numel() for p in text_encoder.parameters())
     assert total == manifest["total_params"]

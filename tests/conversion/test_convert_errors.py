@@ -13,6 +13,7 @@ from conftest import REFERENCE_DIR, REPO_ROOT, TOKENIZERS_DIR, clip_options, ref
 from diffusers_glide.cli import main as cli_main
 from diffusers_glide.conversion import load_openai_checkpoint, resolve_options
 from diffusers_glide.conversion.clip import resolve_clip_options
+from diffusers_glide.variants import get_variant
 
 SCRIPT = REPO_ROOT / "convert_scripts" / "convert_glide_to_diffusers.py"
 
@@ -54,15 +55,17 @@ def _convert(*flags: str) -> list[str]:
 )
 def test_bad_option_values_name_the_option_the_value_and_what_is_expected(overrides, message):
     with pytest.raises(ValueError, match=message):
-        resolve_options("base", {**reference_options("base"), **overrides})
+        resolve_options(get_variant("base"), {**reference_options("base"), **overrides})
 
 
 def test_options_must_be_a_mapping():
     with pytest.raises(
         ValueError, match=r"The GLIDE options must be a JSON object of option names and values, got list"
     ):
-        resolve_options("base", [1, 2])
-    assert resolve_options("base", reference_options("base"))["num_channels"] == 32  # the fixtures' options pass
+        resolve_options(get_variant("base"), [1, 2])
+    assert (
+        resolve_options(get_variant("base"), reference_options("base"))["num_channels"] == 32
+    )  # the fixtures' options pass
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from diffusers_glide.models.parameter_count import (
 )
 from diffusers_glide.samplers import build_scheduler
 from diffusers_glide.schedulers.scheduling_glide import check_scheduler_config
+from diffusers_glide.variants import get_variant
 
 _LAYERS = {"num_hidden_layers": 1, "num_attention_heads": 2}
 _CLIP_IMAGE = {"projection_dim": 8, "num_train_timesteps": 10}
@@ -216,7 +217,8 @@ def _manifest(name: str) -> dict:
 @pytest.mark.parametrize("model_type", ["base", "upsample", "base-inpaint", "upsample-inpaint"])
 def test_full_size_glide_estimates_match_the_released_models(model_type):
     # The released UNet checkpoints hold the text transformer too: their parameter count is the sum of both.
-    configs = configs_from_options(model_type, resolve_options(model_type))
+    variant = get_variant(model_type)
+    configs = configs_from_options(variant, resolve_options(variant))
     with torch.device("meta"):
         unet, text_encoder = GlideUNet2DModel(**configs.unet), GlideTextEncoder(**configs.text_encoder)
     assert unet_parameter_count(unet.config) == _parameters(unet)

@@ -4,15 +4,13 @@ from ..variants import MODEL_TYPES
 from .clip import CLIP_MODEL_TYPE, ConvertedCLIP, convert_clip_checkpoints, convert_clip_state_dicts
 from .convert import (
     ConvertedGlide,
-    build_model_card,
     convert_glide_checkpoint,
     convert_state_dict,
-    load_openai_checkpoint,
     push_folder_to_hub,
     write_pipeline_folder,
 )
 from .options import configs_from_options, default_options, resolve_options
-from .state_dict import CheckpointMismatchError
+from .state_dict import CheckpointMismatchError, load_openai_checkpoint
 
 __all__ = [
     "CLIP_MODEL_TYPE",
@@ -22,7 +20,6 @@ __all__ = [
     "MODEL_TYPES",
     "CheckpointMismatchError",
     "ConvertedGlide",
-    "build_model_card",
     "configs_from_options",
     "convert_glide_checkpoint",
     "convert_state_dict",

@@ -28,9 +28,8 @@ from ..clip_tokenization import build_clip_tokenizer
 from ..model_cards import build_model_card
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
 from ..schedulers.respacing import BETA_SCHEDULES
-from .convert import load_openai_checkpoint
 from .option_checks import POSITIVE_INT, POSITIVE_NUMBER, check_known, check_options, one_of, option_error
-from .state_dict import CheckpointMismatchError, check_against_model, format_keys
+from .state_dict import CheckpointMismatchError, check_against_model, format_keys, load_openai_checkpoint
 
 CLIP_MODEL_TYPE = "clip"
 
@@ -104,13 +103,37 @@ class ConvertedCLIP:
             torch.nn.Module.to(model, dtype)  # see `ConvertedGlide.save`
             model.save_pretrained(folder / name)
         self.tokenizer.save_pretrained(folder / "clip_tokenizer")
-        build_clip_model_card(repo_id).save(folder / "README.md")
+        self.model_card(repo_id).save(folder / "README.md")
 
     def parameter_counts(self) -> dict[str, int]:
         return {
             "clip image encoder": sum(p.numel() for p in self.image_encoder.parameters()),
             "clip text encoder": sum(p.numel() for p in self.text_encoder.parameters()),
         }
+
+    def model_card(self, repo_id: str | None = None) -> ModelCard:
+        """The card of the converted noised CLIP, with a usage example of CLIP guidance."""
+        usage = f"""from diffusers_glide import GlidePipeline
+
+pipe = GlidePipeline.from_pretrained("path/to/glide-base")
+pipe.load_clip_guidance("{repo_id or "path/to/this/folder"}")
+image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]"""
+        return build_model_card(
+            "GLIDE's noised CLIP for diffusers",
+            "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP "
+            "guidance,\nconverted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image "
+            "encoder sees noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license "
+            "(glide-text2im).",
+            {
+                "clip_image_encoder": "GlideCLIPImageEncoder",
+                "clip_text_encoder": "GlideCLIPTextEncoder",
+                "clip_tokenizer": "CLIP BPE, a transformers CLIPTokenizer",
+            },
+            usage,
+            ["glide", "diffusers-glide", "clip", "clip-guidance"],
+            install='pip install "diffusers-glide[clip]"',
+            license="mit",
+        )
 
 
 def resolve_clip_options(overrides: dict | None = None) -> dict:
@@ -222,26 +245,3 @@ def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None =
             f"{text_encoder.config.vocab_size} rows."
         )
     return ConvertedCLIP(image_encoder, text_encoder, tokenizer)
-
-
-def build_clip_model_card(repo_id: str | None = None) -> ModelCard:
-    usage = f"""from diffusers_glide import GlidePipeline
-
-pipe = GlidePipeline.from_pretrained("path/to/glide-base")
-pipe.load_clip_guidance("{repo_id or "path/to/this/folder"}")
-image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]"""
-    return build_model_card(
-        "GLIDE's noised CLIP for diffusers",
-        "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP guidance,\n"
-        "converted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image encoder sees "
-        "noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license (glide-text2im).",
-        {
-            "clip_image_encoder": "GlideCLIPImageEncoder",
-            "clip_text_encoder": "GlideCLIPTextEncoder",
-            "clip_tokenizer": "CLIP BPE, a transformers CLIPTokenizer",
-        },
-        usage,
-        ["glide", "diffusers-glide", "clip", "clip-guidance"],
-        install='pip install "diffusers-glide[clip]"',
-        license="mit",
-    )

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from accelerate import init_empty_weights
@@ -35,25 +35,38 @@ from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..output_folders import OutputFolder
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
-from ..variants import get_variant
+from ..variants import GlideVariant, get_variant
 from .options import configs_from_options, resolve_options
-from .state_dict import CheckpointMismatchError, check_against_model, format_keys, split_openai_state_dict
-
-if TYPE_CHECKING:
-    from .clip import ConvertedCLIP
+from .state_dict import (
+    CheckpointMismatchError,
+    check_against_model,
+    format_keys,
+    load_openai_checkpoint,
+    split_openai_state_dict,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Converted(Protocol):
+    """What `write_pipeline_folder` saves: a `ConvertedGlide`, or the noised CLIP's `ConvertedCLIP`."""
+
+    def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None: ...
 
 
 @dataclass
 class ConvertedGlide:
     """The components of a converted checkpoint, before they are written anywhere."""
 
-    model_type: str
+    variant: GlideVariant
     unet: GlideUNet2DModel
     text_encoder: GlideTextEncoder
     tokenizer: object
     scheduler: GlideScheduler
+
+    @property
+    def model_type(self) -> str:
+        return self.variant.model_type
 
     def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
         """Save the pipeline of the model type (`save_pretrained`) and the model card into an empty folder."""
@@ -61,39 +74,31 @@ class ConvertedGlide:
         # model declares none.
         for model in (self.unet, self.text_encoder):
             torch.nn.Module.to(model, dtype)
-        pipeline_class = getattr(pipelines, get_variant(self.model_type).pipeline_class)
+        pipeline_class = getattr(pipelines, self.variant.pipeline_class)
         pipeline = pipeline_class(
             unet=self.unet, text_encoder=self.text_encoder, tokenizer=self.tokenizer, scheduler=self.scheduler
         )
         pipeline.save_pretrained(folder, safe_serialization=True)
-        build_model_card(self.model_type, repo_id).save(folder / "README.md")
+        self.model_card(repo_id).save(folder / "README.md")
+
+    def model_card(self, repo_id: str | None = None) -> ModelCard:
+        """The card of the converted checkpoint: license, library, tags and a usage example of its pipeline."""
+        model_type = self.model_type
+        return pipeline_model_card(
+            self.variant,
+            f"GLIDE ({model_type}) for diffusers",
+            f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
+            f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
+            "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
+            "Text-Guided Diffusion Models* (Nichol et al., 2021).",
+            repo_id=repo_id,
+            tokenizer="GPT-2 BPE, lower-cased",
+            scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
+            license="mit",
+        )
 
     def parameter_counts(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("unet", "text_encoder")}
-
-
-def load_openai_checkpoint(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read an OpenAI `.pt` state dict safely (`weights_only=True`), with clear errors."""
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated / non-torch / unsafe files
-        raise ValueError(
-            f"Could not read {path} as a PyTorch state dict with torch.load(weights_only=True): {error}"
-        ) from error
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors).")
-    non_finite = [
-        key for key, tensor in state_dict.items() if tensor.is_floating_point() and not tensor.isfinite().all()
-    ]
-    if non_finite:
-        raise ValueError(
-            f"{path} holds NaN or infinite values in {len(non_finite)} tensor(s), so it cannot be a trained model: "
-            f"{format_keys(non_finite, limit=5)}"
-        )
-    return state_dict
 
 
 def convert_state_dict(state_dict: dict[str, torch.Tensor], model_type: str, options: dict | None = None):
@@ -102,14 +107,18 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], model_type: str, opt
     Returns `(unet, text_encoder, scheduler_config)`. Raises `CheckpointMismatchError` listing unknown source
     keys, missing parameters and shape mismatches. Works with meta tensors (no memory is used then).
     """
-    resolved = resolve_options(model_type, options)
+    return _convert_state_dict(state_dict, get_variant(model_type), options)
+
+
+def _convert_state_dict(state_dict: dict[str, torch.Tensor], variant: GlideVariant, options: dict | None):
+    resolved = resolve_options(variant, options)
     vocab_size = state_dict["token_embedding.weight"].shape[0] if "token_embedding.weight" in state_dict else 50257
-    configs = configs_from_options(model_type, resolved, vocab_size=vocab_size)
+    configs = configs_from_options(variant, resolved, vocab_size=vocab_size)
     unet_sd, text_sd, unconsumed = split_openai_state_dict(state_dict, configs.unet, configs.text_encoder)
     if unconsumed:
         raise CheckpointMismatchError(
-            f"{len(unconsumed)} checkpoint key(s) do not belong to a GLIDE {model_type} model with these options "
-            f"(check --model_type and --options_json): {format_keys(unconsumed)}"
+            f"{len(unconsumed)} checkpoint key(s) do not belong to a GLIDE {variant.model_type} model with these "
+            f"options (check --model_type and --options_json): {format_keys(unconsumed)}"
         )
     with init_empty_weights():
         unet = GlideUNet2DModel(**configs.unet)
@@ -130,18 +139,19 @@ def convert_glide_checkpoint(
 ) -> ConvertedGlide:
     """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory)."""
     state_dict = load_openai_checkpoint(checkpoint_path)
-    unet, text_encoder, scheduler_config = convert_state_dict(state_dict, model_type, options)
+    variant = get_variant(model_type)
+    unet, text_encoder, scheduler_config = _convert_state_dict(state_dict, variant, options)
     tokenizer = build_glide_tokenizer(vocab_dir)
     if len(tokenizer) != text_encoder.config.vocab_size:
         raise ValueError(
             f"The tokenizer in {vocab_dir} has {len(tokenizer)} tokens but the checkpoint's token embedding has "
             f"{text_encoder.config.vocab_size} rows."
         )
-    return ConvertedGlide(model_type, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
+    return ConvertedGlide(variant, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
 
 
 def write_pipeline_folder(
-    converted: ConvertedGlide | ConvertedCLIP,
+    converted: Converted,
     dump_path: str | os.PathLike,
     dtype: str = "float32",
     overwrite: bool = False,
@@ -166,20 +176,4 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     return api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message="Upload GLIDE (diffusers-glide)"
-    )
-
-
-def build_model_card(model_type: str, repo_id: str | None = None) -> ModelCard:
-    """The model card of a converted checkpoint: license, library, tags and a usage example of its pipeline."""
-    return pipeline_model_card(
-        model_type,
-        f"GLIDE ({model_type}) for diffusers",
-        f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
-        f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
-        "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
-        "Text-Guided Diffusion Models* (Nichol et al., 2021).",
-        repo_id=repo_id,
-        tokenizer="GPT-2 BPE, lower-cased",
-        scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
-        license="mit",
     )

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from ..schedulers.respacing import BETA_SCHEDULES, space_timesteps
-from ..variants import MODEL_TYPES, VARIANTS, get_variant
+from ..variants import MODEL_TYPES, GlideVariant
 from .option_checks import (
     BOOL,
     POSITIVE_INT,
@@ -103,24 +103,23 @@ class GlideConfigs:
     scheduler: dict
 
 
-def default_options(model_type: str) -> dict:
-    """The reference's default options of the released checkpoint `model_type`."""
-    variant = get_variant(model_type)
+def default_options(variant: GlideVariant) -> dict:
+    """The reference's default options of the released checkpoint of `variant`."""
     options = dict(_UPSAMPLE_DEFAULTS if variant.super_resolution else _BASE_DEFAULTS)
     options["inpaint"] = variant.inpainting
     return options
 
 
-def resolve_options(model_type: str, overrides: dict | None = None) -> dict:
-    """Defaults of `model_type` updated with `overrides`; unknown keys, bad values and contradictions are errors."""
-    options = default_options(model_type)
+def resolve_options(variant: GlideVariant, overrides: dict | None = None) -> dict:
+    """Defaults of `variant` updated with `overrides`; unknown keys, bad values and contradictions are errors."""
+    options = default_options(variant)
     options.update(check_known(overrides, options, _WHAT))
     check_options(options, _RULES, _WHAT)
-    variant = VARIANTS[model_type]
     for key, expected in (("inpaint", variant.inpainting), ("super_res", variant.super_resolution)):
         if options[key] != expected:
             raise ValueError(
-                f"Option {key}={options[key]!r} contradicts model_type {model_type!r} (which implies {key}={expected})."
+                f"Option {key}={options[key]!r} contradicts model_type {variant.model_type!r} "
+                f"(which implies {key}={expected})."
             )
     _check_consistency(options)
     return options
@@ -181,7 +180,7 @@ def _check_consistency(options: dict) -> None:
         ) from None
 
 
-def configs_from_options(model_type: str, options: dict, vocab_size: int = 50257) -> GlideConfigs:
+def configs_from_options(variant: GlideVariant, options: dict, vocab_size: int = 50257) -> GlideConfigs:
     """Translate resolved (checked) OpenAI options into the UNet, text encoder and scheduler configs."""
     channel_mult = _channel_mult(options)
     if options["num_head_channels"] == -1:
@@ -213,7 +212,6 @@ def configs_from_options(model_type: str, options: dict, vocab_size: int = 50257
         "use_final_layer_norm": options["xf_final_ln"],
         "use_padding_embedding": options["xf_padding"],
     }
-    variant = get_variant(model_type)
     scheduler = {
         "num_train_timesteps": options["diffusion_steps"],
         "beta_schedule": options["noise_schedule"],

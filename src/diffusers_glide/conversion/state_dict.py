@@ -1,4 +1,7 @@
-"""Rename and reshape an OpenAI GLIDE UNet state dict into GlideUNet2DModel + GlideTextEncoder state dicts.
+"""Read OpenAI checkpoints, and rename and reshape a GLIDE UNet state dict into GlideUNet2DModel + GlideTextEncoder
+state dicts.
+
+`load_openai_checkpoint` reads any of OpenAI's `.pt` files (the GLIDE models and both noised-CLIP towers).
 
 OpenAI keeps the text transformer inside the UNet; we split it out. Attention projections are stored by
 OpenAI as per-head interleaved `[head][q, k, v][head_dim]` rows (1x1 Conv1d weights for the UNet); ours
@@ -7,6 +10,9 @@ are `nn.Linear` weights in the usual `[q, k, v][head][head_dim]` order, so they 
 Every source key must be consumed and every target parameter filled with the right shape, otherwise
 `CheckpointMismatchError` lists the offending keys.
 """
+
+import os
+from pathlib import Path
 
 import torch
 
@@ -51,6 +57,30 @@ def format_keys(keys, limit: int = 20) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_openai_checkpoint(checkpoint_path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an OpenAI `.pt` state dict safely (`weights_only=True`), with clear errors."""
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated / non-torch / unsafe files
+        raise ValueError(
+            f"Could not read {path} as a PyTorch state dict with torch.load(weights_only=True): {error}"
+        ) from error
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors).")
+    non_finite = [
+        key for key, tensor in state_dict.items() if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if non_finite:
+        raise ValueError(
+            f"{path} holds NaN or infinite values in {len(non_finite)} tensor(s), so it cannot be a trained model: "
+            f"{format_keys(non_finite, limit=5)}"
+        )
+    return state_dict
 
 
 class _KeyMover:
