@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .variants import GlideVariant, get_variant
+from .variants import GlideVariant
 
 # What a pipeline call looks like, per pipeline class ("{repo}" is the folder or Hub repo id).
 _PIPELINE_CALLS = {
@@ -57,7 +57,7 @@ def build_model_card(
 
 
 def pipeline_model_card(
-    variant: GlideVariant | str,
+    variant: GlideVariant,
     title: str,
     description: str,
     *,
@@ -67,10 +67,7 @@ def pipeline_model_card(
     license: str | None = None,
     reproduce_command: str | None = None,
 ) -> ModelCard:
-    """The card of a pipeline folder of `variant` (a `GlideVariant`, or its model type), with a usage example of its
-    pipeline class."""
-    if isinstance(variant, str):
-        variant = get_variant(variant)
+    """The card of a pipeline folder of `variant`, with a usage example of its pipeline class."""
     pipeline_class = variant.pipeline_class
     usage = (
         f"from diffusers_glide import {pipeline_class}\n\n"

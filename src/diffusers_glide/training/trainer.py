@@ -509,7 +509,7 @@ class GlideTrainer:
             f"accumulation x {self.accelerator.num_processes} process(es). Weights are the EMA weights."
         )
         return pipeline_model_card(
-            args.model_type, f"GLIDE {args.model_type} model", description, reproduce_command=self.command
+            get_variant(args.model_type), f"GLIDE {args.model_type} model", description, reproduce_command=self.command
         )
 
     # -- main ------------------------------------------------------------------------------------------------
