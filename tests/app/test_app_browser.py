@@ -13,6 +13,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from diffusers import DPMSolverMultistepScheduler
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -154,7 +155,10 @@ def _assert_same(actual: PIL.Image.Image, expected: PIL.Image.Image) -> None:
 
 
 def _reference(pipeline_class, kind: str):
+    """A separately loaded pipeline sampling with diffusers' DPM-Solver++ built from its scheduler configuration
+    (the app's default sampler on every tab but Edit, as on the command line)."""
     pipe = pipeline_class.from_pretrained(embedded_model_path(kind))
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -164,11 +168,26 @@ def test_generate_shows_the_pipelines_image_in_the_gallery(page):
     page.click("generate-button")
     image = page.wait_image("generate-gallery")
     expected = _reference(GlidePipeline, "base")(
-        PROMPT, num_inference_steps=50, guidance_scale=3.0, generator=torch.Generator().manual_seed(0)
+        PROMPT, num_inference_steps=15, guidance_scale=3.0, generator=torch.Generator().manual_seed(0)
     ).images[0]
-    _assert_same(image, expected)  # the page's defaults: seed 0, 50 ancestral steps, guidance 3
-    assert page.text("generate-info").startswith("Seed 0 · GLIDE ancestral (DDPM), 50 steps · 32x32 · ")
+    _assert_same(image, expected)  # the page's defaults: seed 0, 15 DPM-Solver++ steps, guidance 3
+    assert page.text("generate-info").startswith("Seed 0 · DPM-Solver++, 15 steps · 32x32 · ")
     page.screenshot("generate")
+
+    # upsampling on: its defaults, 5 DPM-Solver++ steps, continue the base sampling's generator
+    first_url = page.image_url("generate-gallery")
+    page.find("#generate-upsample input").click()
+    page.click("generate-button")
+    upsampled = page.wait_image("generate-gallery", previous=first_url)
+    generator = torch.Generator().manual_seed(0)
+    low = _reference(GlidePipeline, "base")(
+        PROMPT, num_inference_steps=15, guidance_scale=3.0, generator=generator
+    ).images
+    expected = _reference(GlideUpsamplePipeline, "upsample")(
+        PROMPT, image=low, num_inference_steps=5, generator=generator
+    ).images[0]
+    _assert_same(upsampled, expected)
+    assert "upsampled with DPM-Solver++, 5 steps · 128x128" in page.text("generate-info")
 
 
 def test_edit_repaints_only_the_painted_stroke_and_continues_from_its_result(page, tmp_path):
@@ -208,34 +227,34 @@ def test_image_to_image_and_upscale_tabs_run_their_pipelines(page, tmp_path):
     page.open_tab("Image to image", "img2img")
     page.upload("img2img-image", scene)
     page.type("img2img-prompt", "a green square on a white background")
-    page.set_number("img2img-steps", 20)
     page.click("img2img-button")
     image = page.wait_image("img2img-gallery")
     expected = _reference(GlideImg2ImgPipeline, "base")(
         "a green square on a white background",
         image=PIL.Image.open(scene),
         strength=0.8,
-        num_inference_steps=20,
+        num_inference_steps=15,  # the page's defaults: 15 DPM-Solver++ steps, guidance 3, seed 0
         guidance_scale=3.0,
         generator=torch.Generator().manual_seed(0),
     ).images[0]
     _assert_same(image, expected)
+    assert page.text("img2img-info").startswith("Seed 0 · strength 0.8 · DPM-Solver++, 15 steps · ")
     page.screenshot("img2img")
 
     page.open_tab("Upscale", "upscale")
     page.upload("upscale-image", scene)
     page.type("upscale-prompt", "a red square on a blue background")
-    page.set_number("upscale-steps", 10)
     page.click("upscale-button")
     upscaled = page.wait_image("upscale-result")
-    upsampler = _reference(GlideUpsamplePipeline, "upsample")  # its configured sampler: GLIDE's DDIM
+    upsampler = _reference(GlideUpsamplePipeline, "upsample")
     expected = upsampler(
         "a red square on a blue background",
         image=PIL.Image.open(scene),
-        num_inference_steps=10,
+        num_inference_steps=5,  # the page's defaults: 5 DPM-Solver++ steps, seed 0
         generator=torch.Generator().manual_seed(0),
     ).images[0]
     _assert_same(upscaled, expected)
+    assert page.text("upscale-info").startswith("Seed 0 · DPM-Solver++, 5 steps · 32x32 -> 128x128 · ")
     page.screenshot("upscale")
 
 

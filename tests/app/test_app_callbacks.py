@@ -4,7 +4,9 @@ Each result is compared with the same pipeline call made directly on separately 
 checked to pass every control through (prompt, seed, sampler, steps, strength, masks) and to change nothing else.
 """
 
+import json
 import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -22,7 +24,8 @@ from diffusers_glide import (
     embedded_model_path,
 )
 from diffusers_glide.app import SAMPLERS, AppModels, GlideAppCallbacks, load_app_models
-from diffusers_glide.app.models import ANCESTRAL, DDIM, DPM_SOLVER, default_sampler
+from diffusers_glide.app.interface import build_app
+from diffusers_glide.app.models import ANCESTRAL, DDIM, DPM_SOLVER, default_sampling
 
 PROMPT = "a red circle on a blue background"
 
@@ -449,10 +452,31 @@ def test_concurrent_requests_with_different_samplers_give_the_sequential_results
 # Models
 
 
-def test_default_sampler_reads_the_scheduler_configuration():
+def test_the_controls_start_at_the_command_lines_samplers_and_steps():
+    # text to image, image to image and upsampling: the fast path, DPM-Solver++ with 15 and 5 steps (the CLI's
+    # `generate`, `img2img` and `upsample`); inpainting and its upsampler: the folder's scheduler configuration
+    # (the CLI's `inpaint` and `upsample --mask`), read here from the embedded folders' files
+    configured = {}
+    for kind in ("base-inpaint", "upsample-inpaint"):
+        config = json.loads((Path(embedded_model_path(kind)) / "scheduler" / "scheduler_config.json").read_text())
+        sampler = DDIM if config["sampler"] == "ddim" else ANCESTRAL
+        respacing = config["timestep_respacing"]
+        configured[kind] = (sampler, 27 if respacing == "fast27" else int(respacing))
+    assert configured == {"base-inpaint": (ANCESTRAL, 50), "upsample-inpaint": (DDIM, 27)}
+    expected = {
+        "generate": (DPM_SOLVER, 15),
+        "generate-upsample": (DPM_SOLVER, 5),
+        "img2img": (DPM_SOLVER, 15),
+        "upscale": (DPM_SOLVER, 5),
+        "edit": configured["base-inpaint"],
+        "edit-upsample": configured["upsample-inpaint"],
+    }
     models = load_app_models()  # as loaded: the module's models have had their schedulers swapped
-    assert default_sampler(models.base) == (ANCESTRAL, 50)  # "50", ancestral
-    assert default_sampler(models.upsampler) == (DDIM, 27)  # "fast27", DDIM
+    blocks = build_app(models).blocks.values()
+    controls = {block.elem_id: block.value for block in blocks if isinstance(block, (gr.Dropdown, gr.Slider))}
+    assert {prefix: (controls[f"{prefix}-sampler"], controls[f"{prefix}-steps"]) for prefix in expected} == expected
+    assert default_sampling("base", models.base) == (DPM_SOLVER, 15)
+    assert default_sampling("upsample-inpaint", models.inpaint_upsampler) == configured["upsample-inpaint"]
 
 
 def test_load_app_models_serves_the_embedded_cascade_or_only_the_stages_named():

@@ -11,6 +11,7 @@ import PIL.Image
 import PIL.ImageOps
 import pytest
 import torch
+from diffusers import DPMSolverMultistepScheduler
 from image_file_makers import (
     eps_looping,
     eps_writing,
@@ -149,7 +150,7 @@ def test_upscale_uses_the_photo_as_the_visitor_sees_it(app, tmp_path):
     assert info.endswith(" · stretched from 48x32 to 32x32 (crop it square to keep its shape)")
     pipe = GlideUpsamplePipeline.from_pretrained(embedded_model_path("upsample"))
     pipe.set_progress_bar_config(disable=True)
-    app.models.use_sampler(pipe, DPM_SOLVER)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # the app's DPM_SOLVER
     with PIL.Image.open(photo) as stored:
         assert stored.size == (32, 48)  # stored sideways
         upright, sideways = PIL.ImageOps.exif_transpose(stored), stored.copy()

@@ -17,14 +17,18 @@ import gradio as gr
 import PIL.Image
 import torch
 
+from .. import samplers
+from ..cascade import Cascade
+from ..messages import cut_short, one_line
 from ..pipelines.memory import BatchTooLargeError
-from .models import SAMPLERS, AppModels, steps_range
+from .models import SAMPLERS, AppModels, sampler_of_label, steps_range
 from .uploads import EditorInput, UploadError, read_upload, resize_square, upscale_mask
 
 MAX_IMAGES = 8  # per request: one request holds the pipelines until it ends
 MAX_GUIDANCE = 30.0
 MAX_SEED = 2**32 - 1
 MAX_HISTORY = 20  # images kept for "Undo" per browser session
+SHOWN_CHARACTERS = 32  # of a value that a message quotes
 
 
 class Cancelled(Exception):
@@ -34,7 +38,7 @@ class Cancelled(Exception):
 def shown(value, repr_: bool = False) -> str:
     """`value` for a message, cut short: the API sends anything."""
     text = repr(value) if repr_ else str(value)
-    return text if len(text) <= 40 else f"{text[:32]}... ({len(text)} characters)"
+    return cut_short(text, SHOWN_CHARACTERS, f"{len(text)} characters")
 
 
 def _number(value, name: str, low: float, high: float, integer: bool = False):
@@ -76,10 +80,6 @@ def _number_of_images(value) -> int:
     return _number(value, "Number of images", 1, MAX_IMAGES, integer=True)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 class GlideAppCallbacks:
     """The app's callbacks over one set of loaded pipelines (`AppModels`), shared by every user of the server."""
 
@@ -112,7 +112,7 @@ class GlideAppCallbacks:
             except BatchTooLargeError as error:
                 raise gr.Error(f"Too many images for the memory of this server: at most {error.max_images}.") from None
             except (ValueError, TypeError, FloatingPointError) as error:
-                raise gr.Error(_one_line(error)) from error
+                raise gr.Error(one_line(error)) from error
             finally:
                 self._stop_events.pop(session, None)
 
@@ -150,9 +150,11 @@ class GlideAppCallbacks:
             raise gr.Error("This server has no CLIP model loaded: set the CLIP guidance scale to 0.")
         return scale
 
-    def _sample(self, pipe, sampler: str, stop_check, prompt, **kwargs):
-        """`pipe(prompt, **kwargs)` with the scheduler of `sampler`, stopped by `stop_check` (inside `_job`)."""
-        self.models.use_sampler(pipe, sampler)
+    @staticmethod
+    def _sample(pipe, sampler: str, stop_check, prompt, **kwargs):
+        """`pipe(prompt, **kwargs)` with the scheduler of dropdown `sampler`, stopped by `stop_check` (inside
+        `_job`)."""
+        samplers.use_sampler(pipe, sampler_of_label(sampler))
         return pipe(prompt, callback_on_step_end=stop_check, **kwargs)
 
     def _upsampling(self, upsampler, what: str, enabled, steps, sampler):
@@ -202,28 +204,23 @@ class GlideAppCallbacks:
         generator, seed = self._generator(seed, random_seed)
         started = time.perf_counter()
         with self._job(request) as stop_check:
-            images = self._sample(
-                base,
-                sampler,
-                stop_check,
-                prompt,
-                negative_prompt=negative_prompt or None,
-                num_inference_steps=steps,
+            text_to_image = Cascade(
+                base=base,
+                upsampler=upsampler,
+                sampler=sampler_of_label(sampler),
+                steps=steps,
                 guidance_scale=guidance_scale,
-                num_images_per_prompt=num_images,
-                generator=generator,
                 clip_guidance_scale=clip_guidance_scale,
+                upsample_sampler=sampler_of_label(upsample_sampler) if upsampler is not None else None,
+                upsample_steps=upsample_steps,
+            )
+            images = text_to_image(
+                prompt,
+                generator=generator,
+                num_images_per_prompt=num_images,
+                negative_prompt=negative_prompt or None,
+                callback_on_step_end=stop_check,
             ).images
-            if upsampler is not None:
-                images = self._sample(
-                    upsampler,
-                    upsample_sampler,
-                    stop_check,
-                    prompt,
-                    image=images,
-                    num_inference_steps=upsample_steps,
-                    generator=generator,
-                ).images
         info = f"Seed {seed} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {images[0].width}x{images[0].height} · {time.perf_counter() - started:.1f} s"

@@ -3,7 +3,7 @@
 import gradio as gr
 
 from .callbacks import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, GlideAppCallbacks
-from .models import SAMPLERS, AppModels, default_sampler, load_app_models, steps_range
+from .models import SAMPLERS, AppModels, default_sampling, load_app_models, steps_range
 from .raw_inputs import pass_editor_files, pass_upload_path, pass_values_as_sent
 
 # every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
@@ -30,10 +30,10 @@ EDIT_HELP = (
 # Controls shared by the tabs
 
 
-def _sampling_controls(pipe, prefix: str, label: str = "") -> tuple[gr.Dropdown, gr.Slider]:
-    """The sampler and steps of `pipe`, starting at its scheduler configuration's; the slider offers the step
-    counts that the chosen sampler runs."""
-    sampler, steps = default_sampler(pipe)
+def _sampling_controls(pipe, kind: str, prefix: str, label: str = "") -> tuple[gr.Dropdown, gr.Slider]:
+    """The sampler and steps of `pipe`, a stage of `kind`, starting at the command line's defaults
+    (`cascade.DEFAULT_SAMPLING`); the slider offers the step counts that the chosen sampler runs."""
+    sampler, steps = default_sampling(kind, pipe)
     low, high = steps_range(pipe, sampler)
     with gr.Row():
         dropdown = gr.Dropdown(list(SAMPLERS), value=sampler, label=f"{label}Sampler", elem_id=f"{prefix}-sampler")
@@ -54,13 +54,13 @@ def _steps_for(pipe, sampler, steps):
     return gr.update(minimum=low, maximum=high, value=value)
 
 
-def _upsampling_controls(upsampler, prefix: str) -> tuple[gr.Checkbox, gr.Dropdown, gr.Slider]:
+def _upsampling_controls(upsampler, kind: str, prefix: str) -> tuple[gr.Checkbox, gr.Dropdown, gr.Slider]:
     """Upsampling on/off with its own sampler and steps; hidden when the server has no such upsampler."""
     with gr.Group(visible=upsampler is not None):
         size = upsampler.unet.config.sample_size if upsampler is not None else 0
         enabled = gr.Checkbox(False, label=f"Upsample to {size}x{size}", elem_id=f"{prefix}-upsample")
         if upsampler is not None:
-            sampler, steps = _sampling_controls(upsampler, f"{prefix}-upsample", label="Upsampling ")
+            sampler, steps = _sampling_controls(upsampler, kind, f"{prefix}-upsample", label="Upsampling ")
         else:
             sampler, steps = gr.Dropdown(list(SAMPLERS), visible=False), gr.Slider(visible=False)
     return enabled, sampler, steps
@@ -168,10 +168,12 @@ def _generate_tab(models: AppModels, callbacks: GlideAppCallbacks):
                     num_images = gr.Slider(
                         1, MAX_IMAGES, value=1, step=1, label="Images", elem_id="generate-num-images"
                     )
-                sampler, steps = _sampling_controls(models.base, "generate")
+                sampler, steps = _sampling_controls(models.base, "base", "generate")
                 seed, random_seed = _seed_controls("generate")
                 clip_scale = _clip_scale(models, "generate")
-                upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.upsampler, "generate")
+                upsample, upsample_sampler, upsample_steps = _upsampling_controls(
+                    models.upsampler, "upsample", "generate"
+                )
             with gr.Column():
                 gallery = _gallery("generate-gallery")
                 info = gr.Markdown(elem_id="generate-info")
@@ -218,9 +220,11 @@ def _edit_tab(models: AppModels, callbacks: GlideAppCallbacks):
                 with gr.Row():
                     strength = _strength(1.0, "edit", "Strength (below 1: follow the painted colours)")
                     guidance = _guidance(5.0, "edit")
-                sampler, steps = _sampling_controls(models.inpaint, "edit")
+                sampler, steps = _sampling_controls(models.inpaint, "base-inpaint", "edit")
                 seed, random_seed = _seed_controls("edit")
-                upsample, upsample_sampler, upsample_steps = _upsampling_controls(models.inpaint_upsampler, "edit")
+                upsample, upsample_sampler, upsample_steps = _upsampling_controls(
+                    models.inpaint_upsampler, "upsample-inpaint", "edit"
+                )
             with gr.Column():
                 result = _image_output("Result", "edit-result")
                 pass_upload_path(result, "The result")  # an input of "use the result"
@@ -268,7 +272,7 @@ def _img2img_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
                 with gr.Row():
                     strength = _strength(0.8, "img2img", "Strength (1 = ignore the image)")
                     guidance = _guidance(3.0, "img2img")
-                sampler, steps = _sampling_controls(models.base, "img2img")
+                sampler, steps = _sampling_controls(models.base, "base", "img2img")
                 num_images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", elem_id="img2img-num-images")
                 seed, random_seed = _seed_controls("img2img")
                 clip_scale = _clip_scale(models, "img2img")
@@ -296,7 +300,7 @@ def _upscale_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
                 image = _image_input("Image", "upscale-image")
                 prompt = gr.Textbox(label="Prompt", elem_id="upscale-prompt")
                 run, stop = _run_and_stop("Upscale", "upscale")
-                sampler, steps = _sampling_controls(models.upsampler, "upscale")
+                sampler, steps = _sampling_controls(models.upsampler, "upsample", "upscale")
                 seed, random_seed = _seed_controls("upscale")
             with gr.Column():
                 result = _image_output("Upscaled", "upscale-result")
