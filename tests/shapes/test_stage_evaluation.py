@@ -13,7 +13,8 @@ from conftest import clip_tokenizer, tiny_components, tiny_text_encoder
 import diffusers_glide
 from diffusers_glide import GlideScheduler
 from diffusers_glide.shapes.dataset import COLORS, SHAPES, caption_vocabulary, render_scene, shape_mask
-from diffusers_glide.shapes.evaluate import evaluation_scenes, main, score_image
+from diffusers_glide.shapes.evaluate import main
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image
 from diffusers_glide.shapes.stage_evaluation import (
     DEFAULT_SAMPLERS,
     SAMPLER_NAMES,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .dataset import SHAPES, ShapeScene, render_scene, shape_mask
-from .evaluate import evaluation_scenes, foreground_mask, summarize
+from .scoring import evaluation_scenes, foreground_mask, summarize
 from .stage_evaluation import (
     StageResult,
     _check_variant,

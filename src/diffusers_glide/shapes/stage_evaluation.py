@@ -1,6 +1,6 @@
 """Evaluate GLIDE's other stages on the shapes data: inpainting, upsampling, inpainting while upsampling, CLIP guidance.
 
-Every stage is scored from its pixels with the scorer of [`evaluate`](evaluate.py), against the scene the stage
+Every stage is scored from its pixels with the scorer of [`scoring`](scoring.py), against the scene the stage
 was asked for, on the captions of [`evaluation_scenes`] (the held-out combinations by default):
 
 - [`evaluate_inpainting`] (`base-inpaint`): each scene is edited into one with another shape and another colour
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..samplers import ANCESTRAL, DDIM, DPM_SOLVER, build_scheduler
 from ..variants import variant_of_unet_config
 from .dataset import COLORS, SHAPES, ShapeScene, render_scene, shape_mask
-from .evaluate import EvaluationResult, evaluation_scenes, score_image, summarize
+from .scoring import EvaluationResult, evaluation_scenes, score_image, summarize
 
 REGIONS = ("shape", "rectangle")
 _RECTANGLE_MAX_EXTENSION = 0.25  # each side of the rectangle mask moves out by up to this fraction of the size

@@ -40,7 +40,7 @@ from ..pipelines.clip_guidance import normalize_embeddings
 from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
-from ..shapes.evaluate import evaluation_scenes
+from ..shapes.scoring import evaluation_scenes
 from .arguments import (
     OPTIMIZER_RANGES,
     _json_dict,
