@@ -20,13 +20,13 @@ from diffusers_glide.shapes.stage_evaluation import (
     SAMPLER_NAMES,
     InpaintingCase,
     Sampler,
-    _kept_pixels,
     edited_scene,
     evaluate_clip_guidance,
     evaluate_inpainting,
     evaluate_upsample_inpainting,
     evaluate_upsampler,
     inpainting_cases,
+    kept_pixels,
     psnr,
     stage_table,
 )
@@ -146,10 +146,10 @@ def test_psnr_matches_hand_computed_values():
 def test_kept_pixel_measure_catches_a_changed_pixel():
     cases = inpainting_cases(8, "shape", limit=2)
     images = np.stack([np.rint(c.image.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for c in cases])
-    assert _kept_pixels(images, cases, 1) == {"kept_exact": 1.0, "kept_max_diff": 0.0}
+    assert kept_pixels(images, cases, 1) == {"kept_exact": 1.0, "kept_max_diff": 0.0}
     keep_y, keep_x = (cases[1].mask == 0).nonzero()[0].tolist()
     images[1, keep_y, keep_x, 0] ^= 3
-    assert _kept_pixels(images, cases, 1) == {"kept_exact": 0.5, "kept_max_diff": 3.0}
+    assert kept_pixels(images, cases, 1) == {"kept_exact": 0.5, "kept_max_diff": 3.0}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -99,6 +99,11 @@ def score_image(image, scene: ShapeScene) -> dict[str, bool]:
     return checks
 
 
+def score_images(images_u8, scenes: list[ShapeScene], num_samples: int) -> list[dict[str, bool]]:
+    """[`score_image`] of each uint8 (H, W, 3) image of a case-major batch: image i shows `scenes[i // num_samples]`."""
+    return [score_image(image / 255, scenes[i // num_samples]) for i, image in enumerate(images_u8)]
+
+
 def evaluation_scenes(split: str = "held_out") -> list[ShapeScene]:
     """
     Two captions per combination, one without a position and one naming a position.
