@@ -42,26 +42,16 @@ import argparse
 import json
 from dataclasses import asdict
 
+from ..cascade import DEFAULT, load_clip_guidance, load_pipeline
+from . import editing_evaluation as editing
+from . import stage_evaluation as stages
 from .scoring import evaluate_pipeline, results_table
 
 TASKS = ("text", "inpaint", "upsample", "upsample-inpaint", "clip", "img2img", "sketch")
-# the embedded model each task evaluates when `--model` is not given
-_TASK_MODELS = {
-    "text": "base",
-    "inpaint": "base-inpaint",
-    "upsample": "upsample",
-    "upsample-inpaint": "upsample-inpaint",
-    "clip": "base",
-    "img2img": "base",
-    "sketch": "base-inpaint",
-}
 
 
 def main(argv=None) -> int:
-    from ..embedded import embedded_model_path
     from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
-    from . import editing_evaluation as editing
-    from . import stage_evaluation as stages
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="text", choices=TASKS, help="the GLIDE stage to evaluate (default: text)")
@@ -106,13 +96,24 @@ def main(argv=None) -> int:
         parser.error(f"--task {args.task} takes a single classifier-free guidance scale.")
     if args.strengths and args.task not in ("img2img", "sketch"):
         parser.error("--strengths is only available for --task img2img and --task sketch.")
-    model = args.model or embedded_model_path(_TASK_MODELS[args.task])
+    # each task's pipeline, and the embedded model it evaluates when `--model` is omitted (or "default")
+    pipeline_class, kind = {
+        "text": (GlidePipeline, "base"),
+        "inpaint": (GlideInpaintPipeline, "base-inpaint"),
+        "upsample": (GlideUpsamplePipeline, "upsample"),
+        "upsample-inpaint": (GlideUpsamplePipeline, "upsample-inpaint"),
+        "clip": (GlidePipeline, "base"),
+        "img2img": (GlideImg2ImgPipeline, "base"),
+        "sketch": (GlideInpaintPipeline, "base-inpaint"),
+    }[args.task]
+    pipeline = load_pipeline(pipeline_class, args.model, kind, progress=False)
+    if args.task == "clip":
+        # the --clip folder, else the noised CLIP saved in the --model folder, else the embedded one
+        load_clip_guidance(pipeline, args.clip or (None if pipeline.has_clip_guidance else DEFAULT))
     common = {"num_samples": args.num_samples, "split": args.split, "seed": args.seed}
     staged = {**common, "limit": args.limit, "batch_size": args.batch_size}
 
     if args.task == "text":
-        pipeline = GlidePipeline.from_pretrained(model)
-        pipeline.set_progress_bar_config(disable=True)
         results, images = evaluate_pipeline(
             pipeline,
             args.guidance_scales or [1.0, 3.0],
@@ -124,8 +125,6 @@ def main(argv=None) -> int:
         )
         print(results_table(results))
     elif args.task == "inpaint":
-        pipeline = GlideInpaintPipeline.from_pretrained(model)
-        pipeline.set_progress_bar_config(disable=True)
         results = []
         for region in args.regions:
             results += stages.evaluate_inpainting(
@@ -133,8 +132,6 @@ def main(argv=None) -> int:
             )
         print(stages.stage_table(results))
     elif args.task in ("upsample", "upsample-inpaint"):
-        pipeline = GlideUpsamplePipeline.from_pretrained(model)
-        pipeline.set_progress_bar_config(disable=True)
         if args.task == "upsample":
             chosen = args.samplers or stages.SAMPLER_NAMES
             samplers = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name in chosen]
@@ -147,9 +144,6 @@ def main(argv=None) -> int:
                 )
         print(stages.stage_table(results))
     elif args.task in ("img2img", "sketch"):
-        pipeline_class = GlideImg2ImgPipeline if args.task == "img2img" else GlideInpaintPipeline
-        pipeline = pipeline_class.from_pretrained(model)
-        pipeline.set_progress_bar_config(disable=True)
         evaluate = editing.evaluate_img2img if args.task == "img2img" else editing.evaluate_sketch_inpainting
         strengths = args.strengths or (
             editing.DEFAULT_STRENGTHS if args.task == "img2img" else editing.DEFAULT_SKETCH_STRENGTHS
@@ -158,10 +152,6 @@ def main(argv=None) -> int:
         results = evaluate(pipeline, strengths, scale, num_inference_steps=args.steps, **staged)
         print(stages.stage_table(results))
     else:  # clip
-        pipeline = GlidePipeline.from_pretrained(model)
-        pipeline.set_progress_bar_config(disable=True)
-        if args.clip or not pipeline.has_clip_guidance:
-            pipeline.load_clip_guidance(args.clip or embedded_model_path("clip"))
         results = stages.evaluate_clip_guidance(
             pipeline,
             args.clip_guidance_scales,
