@@ -22,7 +22,7 @@ from solver_quality import compare
 from diffusers_glide import GlidePipeline
 from diffusers_glide.embedded import embedded_model_path
 from diffusers_glide.pipelines.guidance_interval import guided_steps
-from diffusers_glide.shapes.evaluate import evaluation_scenes, score_image
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image
 
 # (low, high) in training timesteps (0 = clean, 999 = pure noise); None = guidance at every step
 INTERVALS = [None, (0, 700), (0, 500), (100, 999), (200, 999), (300, 999), (100, 700), (200, 700)]

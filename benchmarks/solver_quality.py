@@ -20,7 +20,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistep
 
 from diffusers_glide import GlidePipeline, GlideScheduler
 from diffusers_glide.embedded import embedded_model_path
-from diffusers_glide.shapes.evaluate import evaluation_scenes, score_image
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image
 
 SAMPLERS = {
     "GLIDE ancestral (notebook)": lambda config: GlideScheduler.from_config(config, sampler="ddpm"),

@@ -24,7 +24,7 @@ from solver_quality import compare
 from diffusers_glide import GlideScheduler, GlideUpsamplePipeline
 from diffusers_glide.embedded import embedded_model_path
 from diffusers_glide.shapes.dataset import render_scene
-from diffusers_glide.shapes.evaluate import evaluation_scenes, score_image
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image
 from diffusers_glide.shapes.stage_evaluation import quantize, to_uint8
 
 

@@ -17,7 +17,8 @@ from diffusers_glide.shapes.editing_evaluation import (
     recolored_scene,
     sketch_cases,
 )
-from diffusers_glide.shapes.evaluate import evaluation_scenes, foreground_mask, main, read_image
+from diffusers_glide.shapes.evaluate import main
+from diffusers_glide.shapes.scoring import evaluation_scenes, foreground_mask, read_image
 from diffusers_glide.shapes.stage_evaluation import inpainting_cases
 from diffusers_glide.tokenization import build_word_level_tokenizer
 

@@ -7,7 +7,7 @@ import torch
 
 from diffusers_glide import GlidePipeline
 from diffusers_glide.embedded import EMBEDDED_MODEL_DIR, embedded_model_path
-from diffusers_glide.shapes.evaluate import evaluate_pipeline
+from diffusers_glide.shapes.scoring import evaluate_pipeline
 
 
 @pytest.fixture(scope="module")

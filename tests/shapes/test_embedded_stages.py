@@ -10,7 +10,7 @@ from diffusers_glide import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePip
 from diffusers_glide.embedded import EMBEDDED_MODEL_KINDS, EMBEDDED_MODELS, EMBEDDED_ROOT, embedded_model_path
 from diffusers_glide.shapes import editing_evaluation as editing
 from diffusers_glide.shapes import stage_evaluation as stages
-from diffusers_glide.shapes.evaluate import evaluation_scenes, score_image, summarize
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image, summarize
 
 CLIP_SCALE = 10.0  # the embedded CLIP needs a larger scale than the notebook's 3 (see its model card)
 MAX_SHIPPED_BYTES = 40 * 1000 * 1000  # the budget for all embedded weights
@@ -150,7 +150,7 @@ def test_the_cascade_in_three_lines():
     low = base(prompt, generator=generator, output_type="pt").images
     image = upsampler(prompt, image=low, generator=generator).images[0]
     assert image.size == (128, 128)
-    from diffusers_glide.shapes.evaluate import read_image
+    from diffusers_glide.shapes.scoring import read_image
 
     reading = read_image(image)
     assert (reading.color, reading.shape, reading.background) == ("red", "circle", "blue"), reading

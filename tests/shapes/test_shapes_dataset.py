@@ -12,7 +12,7 @@ from diffusers_glide.shapes import (
     combinations_for_split,
 )
 from diffusers_glide.shapes.dataset import ShapeScene, render_scene
-from diffusers_glide.shapes.evaluate import evaluation_scenes, read_image, score_image
+from diffusers_glide.shapes.scoring import evaluation_scenes, read_image, score_image
 
 
 def test_items_are_reproducible_images_with_their_captions():

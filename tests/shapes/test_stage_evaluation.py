@@ -13,19 +13,20 @@ from conftest import clip_tokenizer, tiny_components, tiny_text_encoder
 import diffusers_glide
 from diffusers_glide import GlideScheduler
 from diffusers_glide.shapes.dataset import COLORS, SHAPES, caption_vocabulary, render_scene, shape_mask
-from diffusers_glide.shapes.evaluate import evaluation_scenes, main, score_image
+from diffusers_glide.shapes.evaluate import main
+from diffusers_glide.shapes.scoring import evaluation_scenes, score_image
 from diffusers_glide.shapes.stage_evaluation import (
     DEFAULT_SAMPLERS,
     SAMPLER_NAMES,
     InpaintingCase,
     Sampler,
-    _kept_pixels,
     edited_scene,
     evaluate_clip_guidance,
     evaluate_inpainting,
     evaluate_upsample_inpainting,
     evaluate_upsampler,
     inpainting_cases,
+    kept_pixels,
     psnr,
     stage_table,
 )
@@ -145,10 +146,10 @@ def test_psnr_matches_hand_computed_values():
 def test_kept_pixel_measure_catches_a_changed_pixel():
     cases = inpainting_cases(8, "shape", limit=2)
     images = np.stack([np.rint(c.image.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for c in cases])
-    assert _kept_pixels(images, cases, 1) == {"kept_exact": 1.0, "kept_max_diff": 0.0}
+    assert kept_pixels(images, cases, 1) == {"kept_exact": 1.0, "kept_max_diff": 0.0}
     keep_y, keep_x = (cases[1].mask == 0).nonzero()[0].tolist()
     images[1, keep_y, keep_x, 0] ^= 3
-    assert _kept_pixels(images, cases, 1) == {"kept_exact": 0.5, "kept_max_diff": 3.0}
+    assert kept_pixels(images, cases, 1) == {"kept_exact": 0.5, "kept_max_diff": 3.0}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A procedural captioned dataset: one coloured shape on a plain coloured background.
 
 Every image is drawn in code from its index (no downloads, no files), so the dataset is infinite, exactly
-reproducible and its captions are ground truth that [`score_image`](evaluate.py) can check from pixels.
+reproducible and its captions are ground truth that [`score_image`](scoring.py) can check from pixels.
 Captions read "a red circle on a blue background" or, for half of the images, name the position too:
 "a red circle on a blue background on the left".
 

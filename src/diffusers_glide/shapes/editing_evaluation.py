@@ -27,16 +27,15 @@ import numpy as np
 import torch
 
 from .dataset import SHAPES, ShapeScene, render_scene, shape_mask
-from .evaluate import evaluation_scenes, foreground_mask, summarize
+from .scoring import evaluation_scenes, foreground_mask, score_images, summarize
 from .stage_evaluation import (
     StageResult,
-    _check_variant,
-    _generate,
-    _hwc,
-    _kept_pixels,
-    _score,
+    check_variant,
+    generate_images,
     inpainting_cases,
+    kept_pixels,
     quantize,
+    to_hwc,
     to_uint8,
 )
 
@@ -59,7 +58,7 @@ class _Sweep:
     num_inference_steps: int | None
 
     def run(self, strength: float, name: str, measures: Callable[[np.ndarray, int], dict]) -> StageResult:
-        images = _generate(
+        images = generate_images(
             self.pipeline,
             self.per_case,
             len(self.targets),
@@ -70,7 +69,7 @@ class _Sweep:
             guidance_scale=self.guidance_scale,
             num_inference_steps=self.num_inference_steps,
         )
-        checks = _score(images, self.targets, self.num_samples)
+        checks = score_images(images, self.targets, self.num_samples)
         result = summarize(name, self.guidance_scale, True, checks)
         return StageResult(result, {"strength": strength, **measures(images, self.num_samples)})
 
@@ -102,7 +101,7 @@ def evaluate_img2img(
     ([`GlideImg2ImgPipeline`] over a `base` model) at every strength; see the module docstring for the measures.
     A first row scores the unchanged inputs against the captions (what strength 0 would give).
     """
-    _check_variant(pipeline, "base", "evaluate_img2img")
+    check_variant(pipeline, "base", "evaluate_img2img")
     size = pipeline.unet.config.sample_size
     scenes = evaluation_scenes(split)[:limit]
     sources = [recolored_scene(scene) for scene in scenes]
@@ -114,7 +113,7 @@ def evaluate_img2img(
         ious, colors, distances = [], [], []
         for i, image in enumerate(images_u8):
             case = i // samples
-            reading = _score(image[None], [scenes[case]], 1)[0]
+            reading = score_images(image[None], [scenes[case]], 1)[0]
             colors.append(reading["color"] and reading["background"])
             ious.append(_iou(foreground_mask(image / 255), places[case]))
             distances.append(np.abs(image.astype(np.int16) - input_u8[case].astype(np.int16)).mean())
@@ -125,7 +124,7 @@ def evaluate_img2img(
             "distance": float(np.mean(distances)),
         }
 
-    unchanged = summarize("unchanged input (strength 0)", 1.0, False, _score(input_u8, scenes, 1))
+    unchanged = summarize("unchanged input (strength 0)", 1.0, False, score_images(input_u8, scenes, 1))
     results = [StageResult(unchanged, {"strength": 0.0, **measures(input_u8, 1)})]
     per_case = {"prompt": [scene.caption for scene in scenes], "image": inputs}
     sweep = _Sweep(pipeline, per_case, scenes, guidance_scale, num_samples, seed, batch_size, num_inference_steps)
@@ -173,17 +172,17 @@ def evaluate_sketch_inpainting(
     ([`GlideInpaintPipeline`]) at every strength; see the module docstring for the measures. A first row scores the
     sketches themselves against the targets (their blob has the right colour and place but the wrong shape).
     """
-    _check_variant(pipeline, "base-inpaint", "evaluate_sketch_inpainting")
+    check_variant(pipeline, "base-inpaint", "evaluate_sketch_inpainting")
     cases = sketch_cases(pipeline.unet.config.sample_size, split, seed, limit)
     targets = [case.target for case in cases]
 
     def measures(images_u8: np.ndarray, samples: int) -> dict[str, float]:
-        checks = _score(images_u8, targets, samples)
+        checks = score_images(images_u8, targets, samples)
         both = float(np.mean([check["shape"] and check["color"] for check in checks]))
-        return {"shape_and_color": both, **_kept_pixels(images_u8, cases, samples)}
+        return {"shape_and_color": both, **kept_pixels(images_u8, cases, samples)}
 
-    sketches = to_uint8(np.stack([_hwc(case.image) for case in cases]))
-    baseline = summarize("the sketches (no model)", 1.0, False, _score(sketches, targets, 1))
+    sketches = to_uint8(np.stack([to_hwc(case.image) for case in cases]))
+    baseline = summarize("the sketches (no model)", 1.0, False, score_images(sketches, targets, 1))
     results = [StageResult(baseline, {"strength": 0.0, **measures(sketches, 1)})]
     per_case = {
         "prompt": [case.caption for case in cases],

@@ -1,6 +1,6 @@
 """Evaluate GLIDE's other stages on the shapes data: inpainting, upsampling, inpainting while upsampling, CLIP guidance.
 
-Every stage is scored from its pixels with the scorer of [`evaluate`](evaluate.py), against the scene the stage
+Every stage is scored from its pixels with the scorer of [`scoring`](scoring.py), against the scene the stage
 was asked for, on the captions of [`evaluation_scenes`] (the held-out combinations by default):
 
 - [`evaluate_inpainting`] (`base-inpaint`): each scene is edited into one with another shape and another colour
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..samplers import ANCESTRAL, DDIM, DPM_SOLVER, build_scheduler
 from ..variants import variant_of_unet_config
 from .dataset import COLORS, SHAPES, ShapeScene, render_scene, shape_mask
-from .evaluate import EvaluationResult, evaluation_scenes, score_image, summarize
+from .scoring import EvaluationResult, evaluation_scenes, score_images, summarize
 
 REGIONS = ("shape", "rectangle")
 _RECTANGLE_MAX_EXTENSION = 0.25  # each side of the rectangle mask moves out by up to this fraction of the size
@@ -116,7 +116,7 @@ def psnr(a, b) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
+def to_hwc(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) tensor -> (H, W, 3) numpy."""
     return image.permute(1, 2, 0).numpy()
 
@@ -126,21 +126,17 @@ def _mean_psnr(images_u8: np.ndarray, references_u8: list[np.ndarray], num_sampl
     return float(np.mean(values))
 
 
-def _kept_pixels(images_u8: np.ndarray, cases: list[InpaintingCase], num_samples: int) -> dict[str, float]:
+def kept_pixels(images_u8: np.ndarray, cases: list[InpaintingCase], num_samples: int) -> dict[str, float]:
     """`kept_exact`: fraction of samples whose kept pixels equal the input's as uint8; `kept_max_diff`: worst gap."""
     exact, worst = [], 0
     for i, image in enumerate(images_u8):
         case = cases[i // num_samples]
         keep = case.mask.numpy() == 0
-        known = to_uint8(_hwc(case.image))
+        known = to_uint8(to_hwc(case.image))
         diff = np.abs(image[keep].astype(np.int16) - known[keep].astype(np.int16))
         exact.append(bool((diff == 0).all()))
         worst = max(worst, int(diff.max(initial=0)))
     return {"kept_exact": float(np.mean(exact)), "kept_max_diff": float(worst)}
-
-
-def _score(images_u8: np.ndarray, scenes: list[ShapeScene], num_samples: int) -> list[dict[str, bool]]:
-    return [score_image(image / 255, scenes[i // num_samples]) for i, image in enumerate(images_u8)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ def inpainting_cases(
 # Running a pipeline over the cases
 
 
-def _generate(
+def generate_images(
     pipeline,
     per_case: dict[str, Any],
     num_cases: int,
@@ -245,7 +241,8 @@ def _generate(
     return np.concatenate(outputs)
 
 
-def _check_variant(pipeline, expected: str, what: str) -> None:
+def check_variant(pipeline, expected: str, what: str) -> None:
+    """Raise a ValueError unless `pipeline` runs a GLIDE UNet of the `expected` variant (`what` needs it)."""
     variant = variant_of_unet_config(pipeline.unet.config).model_type
     if variant != expected:
         raise ValueError(f"{what} needs a GLIDE {expected!r} pipeline; this one runs a {variant!r} UNet.")
@@ -277,22 +274,22 @@ def evaluate_inpainting(
     1/255). With `include_baseline`, a first row scores the unchanged input against the target: what a model that
     repaints nothing gets (the background and position already match).
     """
-    _check_variant(pipeline, "base-inpaint", "evaluate_inpainting")
+    check_variant(pipeline, "base-inpaint", "evaluate_inpainting")
     cases = inpainting_cases(pipeline.unet.config.sample_size, region, split, seed, limit)
     targets = [case.target for case in cases]
     results = []
     if include_baseline:
-        unchanged = to_uint8(np.stack([_hwc(case.image) for case in cases]))
-        checks = _score(unchanged, targets, 1)
+        unchanged = to_uint8(np.stack([to_hwc(case.image) for case in cases]))
+        checks = score_images(unchanged, targets, 1)
         baseline = summarize(f"{region} region, unchanged input (baseline)", 1.0, False, checks)
-        results.append(StageResult(baseline, _kept_pixels(unchanged, cases, 1)))
+        results.append(StageResult(baseline, kept_pixels(unchanged, cases, 1)))
     per_case = {
         "prompt": [case.caption for case in cases],
         "image": torch.stack([case.image for case in cases]),
         "mask_image": torch.stack([case.mask for case in cases])[:, None],
     }
     for scale in guidance_scales:
-        images = _generate(
+        images = generate_images(
             pipeline,
             per_case,
             len(cases),
@@ -303,9 +300,9 @@ def evaluate_inpainting(
             num_inference_steps=num_inference_steps,
         )
         result = summarize(
-            f"{region} region, {_guidance_name(scale)}", scale, True, _score(images, targets, num_samples)
+            f"{region} region, {_guidance_name(scale)}", scale, True, score_images(images, targets, num_samples)
         )
-        results.append(StageResult(result, _kept_pixels(images, cases, num_samples)))
+        results.append(StageResult(result, kept_pixels(images, cases, num_samples)))
     return results
 
 
@@ -367,16 +364,16 @@ def evaluate_upsampler(
     (mean over samples of the PSNR against the scene rendered at the model's size, both as uint8) and `seconds`
     (wall time of the run). The pipeline's scheduler is restored after each sampler.
     """
-    _check_variant(pipeline, "upsample", "evaluate_upsampler")
+    check_variant(pipeline, "upsample", "evaluate_upsampler")
     low, high = _low_res_size(pipeline), pipeline.unet.config.sample_size
     scenes = evaluation_scenes(split)[:limit]
     low_res = torch.stack([quantize(render_scene(scene, low)) for scene in scenes])
-    truth = [to_uint8(_hwc(render_scene(scene, high))) for scene in scenes]
+    truth = [to_uint8(to_hwc(render_scene(scene, high))) for scene in scenes]
 
     start = time.perf_counter()
     bicubic = to_uint8(bicubic_upsample(low_res, high).permute(0, 2, 3, 1))
     seconds = time.perf_counter() - start
-    result = summarize("bicubic", 1.0, False, _score(bicubic, scenes, 1))
+    result = summarize("bicubic", 1.0, False, score_images(bicubic, scenes, 1))
     results = [StageResult(result, {"steps": 0, "psnr_db": _mean_psnr(bicubic, truth, 1), "seconds": seconds})]
 
     per_case = {"prompt": [scene.caption for scene in scenes], "image": low_res}
@@ -385,12 +382,12 @@ def evaluate_upsampler(
         try:
             pipeline.scheduler = make_scheduler(original.config)
             start = time.perf_counter()
-            images = _generate(pipeline, per_case, len(scenes), num_samples, seed, batch_size, **call_kwargs)
+            images = generate_images(pipeline, per_case, len(scenes), num_samples, seed, batch_size, **call_kwargs)
             seconds = time.perf_counter() - start
             steps = pipeline.num_timesteps
         finally:
             pipeline.scheduler = original
-        result = summarize(name, 1.0, True, _score(images, scenes, num_samples))
+        result = summarize(name, 1.0, True, score_images(images, scenes, num_samples))
         extra = {"steps": steps, "psnr_db": _mean_psnr(images, truth, num_samples), "seconds": seconds}
         results.append(StageResult(result, extra))
     return results
@@ -417,11 +414,11 @@ def evaluate_upsample_inpainting(
     at the model's size (the ideal output: both shapes lie inside the mask). With `include_baseline`, a first row
     pastes the bicubic upsampling of the low-resolution input into the repainted region.
     """
-    _check_variant(pipeline, "upsample-inpaint", "evaluate_upsample_inpainting")
+    check_variant(pipeline, "upsample-inpaint", "evaluate_upsample_inpainting")
     low, high = _low_res_size(pipeline), pipeline.unet.config.sample_size
     cases = inpainting_cases(high, region, split, seed, limit)
     targets = [case.target for case in cases]
-    truth = [to_uint8(_hwc(render_scene(case.target, high))) for case in cases]
+    truth = [to_uint8(to_hwc(render_scene(case.target, high))) for case in cases]
     low_res = torch.stack([quantize(render_scene(case.target, low)) for case in cases])
     results = []
     if include_baseline:
@@ -429,8 +426,10 @@ def evaluate_upsample_inpainting(
         known = torch.stack([case.image for case in cases])
         pasted = bicubic_upsample(low_res, high) * repaint + known * (1 - repaint)
         pasted = to_uint8(pasted.permute(0, 2, 3, 1))
-        result = summarize(f"{region} region, bicubic in the mask (baseline)", 1.0, False, _score(pasted, targets, 1))
-        extra = {**_kept_pixels(pasted, cases, 1), "psnr_db": _mean_psnr(pasted, truth, 1)}
+        result = summarize(
+            f"{region} region, bicubic in the mask (baseline)", 1.0, False, score_images(pasted, targets, 1)
+        )
+        extra = {**kept_pixels(pasted, cases, 1), "psnr_db": _mean_psnr(pasted, truth, 1)}
         results.append(StageResult(result, extra))
     per_case = {
         "prompt": [case.caption for case in cases],
@@ -438,11 +437,11 @@ def evaluate_upsample_inpainting(
         "inpaint_image": torch.stack([case.image for case in cases]),
         "mask_image": torch.stack([case.mask for case in cases])[:, None],
     }
-    images = _generate(
+    images = generate_images(
         pipeline, per_case, len(cases), num_samples, seed, batch_size, num_inference_steps=num_inference_steps
     )
-    result = summarize(f"{region} region", 1.0, True, _score(images, targets, num_samples))
-    extra = {**_kept_pixels(images, cases, num_samples), "psnr_db": _mean_psnr(images, truth, num_samples)}
+    result = summarize(f"{region} region", 1.0, True, score_images(images, targets, num_samples))
+    extra = {**kept_pixels(images, cases, num_samples), "psnr_db": _mean_psnr(images, truth, num_samples)}
     results.append(StageResult(result, extra))
     return results
 
@@ -474,7 +473,7 @@ def evaluate_clip_guidance(
 
     Every run starts from the same noise (the same seeds).
     """
-    _check_variant(pipeline, "base", "evaluate_clip_guidance")
+    check_variant(pipeline, "base", "evaluate_clip_guidance")
     if not getattr(pipeline, "has_clip_guidance", False):
         raise ValueError("evaluate_clip_guidance needs the noised CLIP: call `pipeline.load_clip_guidance(folder)`.")
     scenes = evaluation_scenes(split)[:limit]
@@ -504,7 +503,7 @@ def evaluate_clip_guidance(
     results = []
     for name, conditional, per_case, call_kwargs in runs:
         call_kwargs = {"guidance_scale": guidance_scale, **call_kwargs}
-        images = _generate(
+        images = generate_images(
             pipeline,
             per_case,
             len(scenes),
@@ -514,6 +513,6 @@ def evaluate_clip_guidance(
             num_inference_steps=num_inference_steps,
             **call_kwargs,
         )
-        checks = _score(images, scenes, num_samples)
+        checks = score_images(images, scenes, num_samples)
         results.append(summarize(name, call_kwargs["guidance_scale"], conditional, checks))
     return results

@@ -12,8 +12,8 @@ from .masks import MASK_TYPES
 from .presets import PRESETS
 
 
-def _json_dict(value: str) -> dict:
-    """A JSON object given inline or as a path to a .json file."""
+def json_dict(value: str) -> dict:
+    """A JSON object given inline or as a path to a .json file (an argparse `type`: bad input is an argument error)."""
     text = value
     if not value.lstrip().startswith("{"):
         try:
@@ -124,9 +124,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "upsampling --model_type with zero-initialised new input channels. Omit to train from scratch.",
     )
     model.add_argument("--preset", default="shapes-tiny", choices=sorted(PRESETS), help="architecture from scratch")
-    model.add_argument("--unet_config", type=_json_dict, help="JSON (inline or file) overriding the preset's UNet")
+    model.add_argument("--unet_config", type=json_dict, help="JSON (inline or file) overriding the preset's UNet")
     model.add_argument(
-        "--text_encoder_config", type=_json_dict, help="JSON (inline or file) overriding the preset's text encoder"
+        "--text_encoder_config", type=json_dict, help="JSON (inline or file) overriding the preset's text encoder"
     )
     model.add_argument(
         "--tokenizer",

@@ -40,12 +40,12 @@ from ..pipelines.clip_guidance import normalize_embeddings
 from ..schedulers.forward_process import ForwardProcess
 from ..schedulers.respacing import BETA_SCHEDULES
 from ..shapes.dataset import render_scene
-from ..shapes.evaluate import evaluation_scenes
+from ..shapes.scoring import evaluation_scenes
 from .arguments import (
     OPTIMIZER_RANGES,
-    _json_dict,
     add_data_source_arguments,
     check_numeric_ranges,
+    json_dict,
     training_seed,
 )
 from .data import collate_image_captions
@@ -141,8 +141,8 @@ def add_clip_training_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     model = parser.add_argument_group("model")
     model.add_argument("--output_dir", required=True, help="where the noised-CLIP folder is written")
     model.add_argument("--preset", default="shapes-clip-tiny", choices=sorted(CLIP_PRESETS))
-    model.add_argument("--image_encoder_config", type=_json_dict, help="JSON overriding the preset's image tower")
-    model.add_argument("--text_encoder_config", type=_json_dict, help="JSON overriding the preset's text tower")
+    model.add_argument("--image_encoder_config", type=json_dict, help="JSON overriding the preset's image tower")
+    model.add_argument("--text_encoder_config", type=json_dict, help="JSON overriding the preset's text tower")
     model.add_argument(
         "--clip_tokenizer",
         help="a folder with CLIP's bpe_simple_vocab_16e6.txt[.gz] or a saved CLIP tokenizer. Default: a small CLIP "
