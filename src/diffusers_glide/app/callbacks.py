@@ -18,7 +18,7 @@ import PIL.Image
 import torch
 
 from .. import samplers
-from ..cascade import Cascade
+from ..cascade import Cascade, make_generator
 from ..messages import cut_short, one_line
 from ..pipelines.memory import BatchTooLargeError
 from .models import SAMPLERS, AppModels, sampler_of_label, steps_range
@@ -127,7 +127,7 @@ class GlideAppCallbacks:
             seed = random.randrange(MAX_SEED + 1)
         else:
             seed = _number(seed, "Seed", 0, MAX_SEED, integer=True)
-        return torch.Generator(self.models.base.device).manual_seed(seed), seed
+        return make_generator(seed, self.models.base.device), seed
 
     def _steps(self, pipe, steps, sampler: str, name: str = "Steps") -> int:
         low, high = steps_range(pipe, sampler)
