@@ -17,7 +17,7 @@ import PIL.Image
 import pytest
 import torch
 
-import diffusers_glide.cli
+import diffusers_glide.commands.loading
 from diffusers_glide import GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.cli import main
 from diffusers_glide.embedded import embedded_model_path
@@ -77,7 +77,9 @@ def calls(monkeypatch) -> list[list[str]]:
 @pytest.fixture
 def no_model(monkeypatch):
     """Fail the test if the command loads a model: user errors are found before."""
-    monkeypatch.setattr(diffusers_glide.cli, "_load", lambda *args: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(
+        diffusers_glide.commands.loading, "load_stage", lambda *args: pytest.fail("a model was loaded")
+    )
 
 
 def run_ok(capsys, *args) -> list[str]:

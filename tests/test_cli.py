@@ -473,7 +473,9 @@ OUTPUT_IS_INPUT = {
 
 @pytest.mark.parametrize("case", list(OUTPUT_IS_INPUT))
 def test_outputs_never_overwrite_inputs(case, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(diffusers_glide.cli, "_load", lambda *args: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(
+        diffusers_glide.commands.loading, "load_stage", lambda *args: pytest.fail("a model was loaded")
+    )
     inputs = write_inputs(tmp_path)
     prepare, argv, given = OUTPUT_IS_INPUT[case]
     output = prepare(tmp_path, inputs)

@@ -12,7 +12,8 @@ import torch
 
 import diffusers_glide
 from diffusers_glide import pipelines
-from diffusers_glide.cli import DTYPE_NAMES, PIPELINE_DEFAULTS, build_parser
+from diffusers_glide.cli import build_parser
+from diffusers_glide.commands.arguments import DTYPE_NAMES, PIPELINE_DEFAULTS
 from diffusers_glide.conversion.convert import DTYPES
 
 HEAVY = ("torch", "diffusers", "transformers", "gradio")
