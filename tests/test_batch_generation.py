@@ -17,7 +17,7 @@ import PIL.Image
 import pytest
 import torch
 
-import diffusers_glide.commands.loading
+import diffusers_glide.cascade
 from diffusers_glide import GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.cli import main
 from diffusers_glide.embedded import embedded_model_path
@@ -77,8 +77,9 @@ def calls(monkeypatch) -> list[list[str]]:
 @pytest.fixture
 def no_model(monkeypatch):
     """Fail the test if the command loads a model: user errors are found before."""
+    # every command loads its models through cascade.load_pipeline (Cascade.from_pretrained too)
     monkeypatch.setattr(
-        diffusers_glide.commands.loading, "load_stage", lambda *args: pytest.fail("a model was loaded")
+        diffusers_glide.cascade, "load_pipeline", lambda *args, **kwargs: pytest.fail("a model was loaded")
     )
 
 

@@ -474,7 +474,7 @@ OUTPUT_IS_INPUT = {
 @pytest.mark.parametrize("case", list(OUTPUT_IS_INPUT))
 def test_outputs_never_overwrite_inputs(case, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
-        diffusers_glide.commands.loading, "load_stage", lambda *args: pytest.fail("a model was loaded")
+        diffusers_glide.cascade, "load_pipeline", lambda *args, **kwargs: pytest.fail("a model was loaded")
     )
     inputs = write_inputs(tmp_path)
     prepare, argv, given = OUTPUT_IS_INPUT[case]

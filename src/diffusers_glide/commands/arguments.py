@@ -173,7 +173,7 @@ def add_sampling_arguments(
         type=non_negative_float,
         metavar=("LOW", "HIGH"),
         help="guide only the steps whose timestep t (0 = clean ... 999 = pure noise) has LOW <= t <= HIGH; the "
-        "others run half the batch (default: every step). E.g. 300 999 (see the README's pipelines section)",
+        "others run half the batch (default: every step). E.g. 300 999 (see docs/pipelines.md, 'Common to all pipelines')",
     )
 
 
