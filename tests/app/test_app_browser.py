@@ -1,6 +1,6 @@
 """The web app in a real browser: headless Chromium drives the page served on a free local port.
 
-Set GLIDE_APP_SCREENSHOTS to a folder to keep a screenshot of each tab (the README's come from here).
+Set GLIDE_APP_SCREENSHOTS to a folder to keep a screenshot of each tab (docs/app/*.png come from here).
 """
 
 import io

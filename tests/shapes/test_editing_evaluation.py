@@ -1,6 +1,6 @@
 """The editing evaluation (img2img strength sweep, sketch-guided inpainting) on tiny random pipelines: the cases,
 the measures and the command line are checked (the images are meaningless); the trained models' numbers are in
-test_embedded_stages.py and the README."""
+test_embedded_stages.py and docs/pipelines.md."""
 
 import json
 

@@ -1,5 +1,5 @@
 """The trained models of every GLIDE stage shipped in the package: they load offline, are small, documented, and pass
-their evaluations on a few held-out captions (the README holds the numbers on all of them)."""
+their evaluations on a few held-out captions (docs/embedded_models.md holds the numbers on all of them)."""
 
 import json
 
@@ -67,7 +67,7 @@ def test_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
 
 
 def test_upsampler_beats_bicubic_by_3_db():
-    """The issue's bar on 6 captions (the README: +6.3 dB on 12, with every sampler)."""
+    """The issue's bar on 6 captions (docs/embedded_models.md: +6.3 dB on 12, with every sampler)."""
     pipe = _load(GlideUpsamplePipeline, "upsample")
     chosen = [sampler for sampler in stages.DEFAULT_SAMPLERS if sampler.name in ("ddim-fast27", "dpm++-5")]
     bicubic, fast27, dpm5 = stages.evaluate_upsampler(pipe, chosen, limit=6)
@@ -88,7 +88,7 @@ def test_upsample_inpainting_keeps_the_pixels_and_draws_the_requested_shape():
 
 
 def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
-    """The first two rows of the README's CLIP-guidance evaluation (`evaluate_clip_guidance`) on 12 held-out
+    """The first two rows of the CLIP-guidance evaluation in docs/embedded_models.md (`evaluate_clip_guidance`) on 12 held-out
     captions, from its noise: the unconditional model, then CLIP guidance alone. Its other rows (classifier-free
     guidance with and without CLIP) are not checked here, so these two pipeline calls are made directly; the
     function itself is tested on tiny pipelines in test_stage_evaluation.py."""
@@ -121,7 +121,7 @@ def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
 
 
 def test_img2img_keeps_the_place_at_low_strength_and_takes_the_colours_at_high_strength():
-    """The README's strength sweep on 8 captions: the input is the scene with its two colours swapped."""
+    """The strength sweep of docs/pipelines.md on 8 captions: the input is the scene with its two colours swapped."""
     pipe = GlideImg2ImgPipeline.from_pipe(_load(GlidePipeline, "base"))
     unchanged, low, high = editing.evaluate_img2img(pipe, strengths=(0.3, 0.85), limit=8, num_inference_steps=STEPS)
     assert unchanged.extra["colors"] == 0.0 and unchanged.extra["place_kept"] == 1.0
@@ -130,7 +130,7 @@ def test_img2img_keeps_the_place_at_low_strength_and_takes_the_colours_at_high_s
 
 
 def test_a_sketch_places_and_colours_the_repainted_shape():
-    """The README's sketch numbers on 8 edits: a blob of the target's colour, in the third shape, painted into a
+    """The sketch numbers of docs/pipelines.md on 8 edits: a blob of the target's colour, in the third shape, painted into a
     rectangle mask; strength 0.7 draws the caption's shape there more reliably than plain inpainting."""
     pipe = _load(GlideInpaintPipeline, "base-inpaint")
     _, sketched, plain = editing.evaluate_sketch_inpainting(
@@ -142,7 +142,7 @@ def test_a_sketch_places_and_colours_the_repainted_shape():
 
 
 def test_the_cascade_in_three_lines():
-    """The README's section: text -> 32x32 -> 128x128 with the embedded models."""
+    """The front page.s three-line cascade: text -> 32x32 -> 128x128 with the embedded models."""
     base = GlidePipeline.from_pretrained(embedded_model_path())
     upsampler = GlideUpsamplePipeline.from_pretrained(embedded_model_path("upsample"))
     generator = torch.Generator().manual_seed(0)
