@@ -28,6 +28,7 @@ from ..clip_tokenization import build_clip_tokenizer
 from ..model_cards import build_model_card
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
 from ..schedulers.respacing import BETA_SCHEDULES
+from ..vocabularies import vocabulary_dir
 from .option_checks import POSITIVE_INT, POSITIVE_NUMBER, check_known, check_options, one_of, option_error
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys, load_openai_checkpoint
 
@@ -233,11 +234,17 @@ def convert_clip_state_dicts(
     return models[0], models[1]
 
 
-def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None = None) -> ConvertedCLIP:
-    """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer."""
+def convert_clip_checkpoints(checkpoint_paths, vocab_dir=None, options: dict | None = None) -> ConvertedCLIP:
+    """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer.
+
+    `vocab_dir` is the folder of CLIP's `bpe_simple_vocab_16e6.txt(.gz)` (or a saved tokenizer); by default the
+    vocabularies shipped with the package (`diffusers_glide.vocabularies.vocabulary_dir()`).
+    """
     paths = [str(path) for path in checkpoint_paths]
     image_sd, text_sd = identify_clip_state_dicts([load_openai_checkpoint(path) for path in paths], paths)
     image_encoder, text_encoder = convert_clip_state_dicts(image_sd, text_sd, options)
+    if vocab_dir is None:
+        vocab_dir = vocabulary_dir()
     tokenizer = build_clip_tokenizer(vocab_dir)
     if len(tokenizer) > text_encoder.config.vocab_size:
         raise ValueError(

@@ -36,6 +36,7 @@ from ..output_folders import OutputFolder
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
 from ..variants import GlideVariant, get_variant
+from ..vocabularies import vocabulary_dir
 from .options import configs_from_options, resolve_options
 from .state_dict import (
     CheckpointMismatchError,
@@ -134,13 +135,19 @@ def _convert_state_dict(state_dict: dict[str, torch.Tensor], variant: GlideVaria
 def convert_glide_checkpoint(
     checkpoint_path: str | os.PathLike,
     model_type: str,
-    vocab_dir: str | os.PathLike,
+    vocab_dir: str | os.PathLike | None = None,
     options: dict | None = None,
 ) -> ConvertedGlide:
-    """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory)."""
+    """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory).
+
+    `vocab_dir` is the folder of GLIDE's GPT-2 BPE files (or a saved tokenizer); by default the vocabularies shipped
+    with the package (`diffusers_glide.vocabularies.vocabulary_dir()`), which are GLIDE's own.
+    """
     state_dict = load_openai_checkpoint(checkpoint_path)
     variant = get_variant(model_type)
     unet, text_encoder, scheduler_config = _convert_state_dict(state_dict, variant, options)
+    if vocab_dir is None:
+        vocab_dir = vocabulary_dir()
     tokenizer = build_glide_tokenizer(vocab_dir)
     if len(tokenizer) != text_encoder.config.vocab_size:
         raise ValueError(
