@@ -14,7 +14,7 @@ PACKAGE = "diffusers_glide"
 # Lowest first. A top-level module or subpackage of diffusers_glide may import from its own layer and the ones
 # before it, never from a later one.
 LAYERS: list[set[str]] = [
-    {"messages", "config_limits", "variants", "embedded", "folder_lock"},
+    {"messages", "config_limits", "variants", "embedded", "folder_lock", "vocabularies"},
     {"image_files", "output_folders", "model_cards", "tokenization", "clip_tokenization"},
     {"models", "schedulers"},
     {"pipelines"},

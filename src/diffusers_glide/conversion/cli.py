@@ -2,20 +2,21 @@
 
 Run as `diffusers-glide convert ...` or `python convert_scripts/convert_glide_to_diffusers.py ...` (same flags).
 
-Examples (the released checkpoints; the GPT-2 vocabulary files are `encoder.json(.gz)` + `vocab.bpe(.gz)`):
+Examples (the released checkpoints; GLIDE's GPT-2 vocabulary ships with diffusers-glide, so no `--vocab_dir`):
 
-    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path base.pt --model_type base \\
-        --vocab_dir path/to/tokenizers --dump_path glide-base
-    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path upsample.pt --model_type upsample \\
-        --vocab_dir path/to/tokenizers --dump_path glide-upsample --dtype float16
-    python convert_scripts/convert_glide_to_diffusers.py --checkpoint_path base_inpaint.pt --model_type base-inpaint \\
-        --vocab_dir path/to/tokenizers --dump_path glide-base-inpaint --push_to_hub --repo_id you/glide-base-inpaint
+    diffusers-glide convert --checkpoint_path base.pt --model_type base --dump_path glide-base
+    diffusers-glide convert --checkpoint_path upsample.pt --model_type upsample --dump_path glide-upsample \\
+        --dtype float16
+    diffusers-glide convert --checkpoint_path base_inpaint.pt --model_type base-inpaint \\
+        --dump_path glide-base-inpaint --push_to_hub --repo_id you/glide-base-inpaint
 
-The noised CLIP of CLIP guidance is two files, given in either order, with CLIP's BPE vocabulary
-(`bpe_simple_vocab_16e6.txt(.gz)`) as `--vocab_dir`:
+The noised CLIP of CLIP guidance is two files, given in either order (CLIP's BPE vocabulary ships too):
 
-    python convert_scripts/convert_glide_to_diffusers.py --model_type clip \\
-        --checkpoint_path clip_image_enc.pt clip_text_enc.pt --vocab_dir path/to/tokenizers --dump_path glide-clip
+    diffusers-glide convert --model_type clip --checkpoint_path clip_image_enc.pt clip_text_enc.pt \\
+        --dump_path glide-clip
+
+`--vocab_dir path/to/folder` takes the vocabulary from another folder instead: `encoder.json(.gz)` +
+`vocab.bpe(.gz)`, for `clip` `bpe_simple_vocab_16e6.txt(.gz)`, or a saved tokenizer.
 
 A checkpoint trained with non-default options needs them: `--options_json my_options.json` holding the
 kwargs given to OpenAI's `create_model_and_diffusion`, or for `clip` the keys of its CLIP `config.yaml` (only the
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from ..output_folders import OutputFolder
 from ..variants import MODEL_TYPES
+from ..vocabularies import vocabulary_dir
 from .clip import CLIP_MODEL_TYPE, convert_clip_checkpoints
 from .convert import DTYPES, convert_glide_checkpoint, push_folder_to_hub, write_pipeline_folder
 
@@ -47,9 +49,8 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--options_json", help="JSON file of OpenAI options overriding the model type's defaults")
     parser.add_argument(
         "--vocab_dir",
-        required=True,
         help="folder with encoder.json(.gz) + vocab.bpe(.gz) (clip: bpe_simple_vocab_16e6.txt(.gz)), or a saved "
-        "tokenizer",
+        "tokenizer (default: GLIDE's vocabularies, shipped with diffusers-glide)",
     )
     parser.add_argument("--dump_path", help="output folder (required unless --push_to_hub)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="dtype of the saved weights")
@@ -103,14 +104,15 @@ def read_options_json(path: str) -> dict:
 
 def run_conversion(args: argparse.Namespace) -> int:
     """Convert (and optionally upload) as `args` says; returns the exit code (0)."""
-    inputs = [*args.checkpoint_path, args.options_json, args.vocab_dir]
+    vocab_dir = args.vocab_dir or vocabulary_dir()
+    inputs = [*args.checkpoint_path, args.options_json, vocab_dir]
     if args.dump_path:  # fail before a conversion that may take minutes
         OutputFolder(args.dump_path, overwrite=args.overwrite, inputs=inputs).check()
     options = read_options_json(args.options_json) if args.options_json else None
     if args.model_type == CLIP_MODEL_TYPE:
-        converted = convert_clip_checkpoints(args.checkpoint_path, args.vocab_dir, options)
+        converted = convert_clip_checkpoints(args.checkpoint_path, vocab_dir, options)
     else:
-        converted = convert_glide_checkpoint(args.checkpoint_path[0], args.model_type, args.vocab_dir, options)
+        converted = convert_glide_checkpoint(args.checkpoint_path[0], args.model_type, vocab_dir, options)
 
     with tempfile.TemporaryDirectory() as scratch:
         dump_path = args.dump_path or f"{scratch}/glide-{args.model_type}"

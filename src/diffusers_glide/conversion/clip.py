@@ -25,9 +25,10 @@ from accelerate import init_empty_weights
 from huggingface_hub import ModelCard
 
 from ..clip_tokenization import build_clip_tokenizer
-from ..model_cards import build_model_card
+from ..model_cards import CLIP_LIMITATIONS, GLIDE_PAPER, OPENAI_LICENSE_NOTE, build_model_card, openai_weights_note
 from ..models import GlideCLIPImageEncoder, GlideCLIPTextEncoder
 from ..schedulers.respacing import BETA_SCHEDULES
+from ..vocabularies import vocabulary_dir
 from .option_checks import POSITIVE_INT, POSITIVE_NUMBER, check_known, check_options, one_of, option_error
 from .state_dict import CheckpointMismatchError, check_against_model, format_keys, load_openai_checkpoint
 
@@ -91,11 +92,16 @@ _MODULE_KEY = re.compile(r"(blocks\.(?:input|output)\.\w+)\.(\w+)")
 
 @dataclass
 class ConvertedCLIP:
-    """The noised CLIP components of a conversion, before they are written anywhere."""
+    """The noised CLIP components of a conversion, before they are written anywhere.
+
+    `released` is set when the two checkpoints are OpenAI's released `clip_image_enc.pt` and `clip_text_enc.pt`;
+    the model card then names them and their URLs. False (the default) keeps a neutral origin sentence.
+    """
 
     image_encoder: GlideCLIPImageEncoder
     text_encoder: GlideCLIPTextEncoder
     tokenizer: object
+    released: bool = False
 
     def save(self, folder: Path, dtype: torch.dtype, repo_id: str | None = None) -> None:
         """Write the component folders and the model card into an existing empty folder."""
@@ -111,8 +117,14 @@ class ConvertedCLIP:
             "clip text encoder": sum(p.numel() for p in self.text_encoder.parameters()),
         }
 
-    def model_card(self, repo_id: str | None = None) -> ModelCard:
-        """The card of the converted noised CLIP, with a usage example of CLIP guidance."""
+    def model_card(self, repo_id: str | None = None, released: bool | None = None) -> ModelCard:
+        """
+        The card of the converted noised CLIP: the weights' origin, license (MIT), OpenAI's stated limitations and a
+        usage example of CLIP guidance. `released` (default: the `released` field) says the checkpoints are OpenAI's
+        released files, for the card to give their URLs; otherwise the origin sentence is neutral.
+        """
+        released = self.released if released is None else released
+        origin = openai_weights_note("noised CLIP", CLIP_MODEL_TYPE, released=released)
         usage = f"""from diffusers_glide import GlidePipeline
 
 pipe = GlidePipeline.from_pretrained("path/to/glide-base")
@@ -120,10 +132,9 @@ pipe.load_clip_guidance("{repo_id or "path/to/this/folder"}")
 image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_scale=3.0).images[0]"""
         return build_model_card(
             "GLIDE's noised CLIP for diffusers",
-            "OpenAI's noised CLIP (`clip_image_enc.pt`, `clip_text_enc.pt`), the classifier of GLIDE's CLIP "
-            "guidance,\nconverted with diffusers-glide (`convert_glide_to_diffusers.py --model_type clip`). Its image "
-            "encoder sees noised\n64x64 images together with their diffusion timestep. Weights: OpenAI, MIT license "
-            "(glide-text2im).",
+            "GLIDE's noised CLIP, the classifier of its CLIP guidance, converted with diffusers-glide\n"
+            "(`diffusers-glide convert --model_type clip`). Its image encoder sees noised images together with their\n"
+            f"diffusion timestep.\n{origin}\nPaper: {GLIDE_PAPER}.\n\n{OPENAI_LICENSE_NOTE}",
             {
                 "clip_image_encoder": "GlideCLIPImageEncoder",
                 "clip_text_encoder": "GlideCLIPTextEncoder",
@@ -133,6 +144,7 @@ image = pipe("an oil painting of a corgi", guidance_scale=1.0, clip_guidance_sca
             ["glide", "diffusers-glide", "clip", "clip-guidance"],
             install='pip install "diffusers-glide[clip]"',
             license="mit",
+            limitations=CLIP_LIMITATIONS,
         )
 
 
@@ -233,15 +245,24 @@ def convert_clip_state_dicts(
     return models[0], models[1]
 
 
-def convert_clip_checkpoints(checkpoint_paths, vocab_dir, options: dict | None = None) -> ConvertedCLIP:
-    """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer."""
+def convert_clip_checkpoints(
+    checkpoint_paths, vocab_dir=None, options: dict | None = None, released: bool = False
+) -> ConvertedCLIP:
+    """Load and convert `clip_image_enc.pt` and `clip_text_enc.pt` (either order) plus the CLIP BPE tokenizer.
+
+    `vocab_dir` is the folder of CLIP's `bpe_simple_vocab_16e6.txt(.gz)` (or a saved tokenizer); by default the
+    vocabularies shipped with the package (`diffusers_glide.vocabularies.vocabulary_dir()`). Set `released` only
+    when the two files are OpenAI's released ones: the model card then names them and their download URLs.
+    """
     paths = [str(path) for path in checkpoint_paths]
     image_sd, text_sd = identify_clip_state_dicts([load_openai_checkpoint(path) for path in paths], paths)
     image_encoder, text_encoder = convert_clip_state_dicts(image_sd, text_sd, options)
+    if vocab_dir is None:
+        vocab_dir = vocabulary_dir()
     tokenizer = build_clip_tokenizer(vocab_dir)
     if len(tokenizer) > text_encoder.config.vocab_size:
         raise ValueError(
             f"The CLIP tokenizer in {vocab_dir} has {len(tokenizer)} tokens but the text encoder's token table only "
             f"{text_encoder.config.vocab_size} rows."
         )
-    return ConvertedCLIP(image_encoder, text_encoder, tokenizer)
+    return ConvertedCLIP(image_encoder, text_encoder, tokenizer, released=released)

@@ -30,12 +30,20 @@ from accelerate import init_empty_weights
 from huggingface_hub import HfApi, ModelCard
 
 from .. import pipelines
-from ..model_cards import pipeline_model_card
+from ..model_cards import (
+    GLIDE_LIMITATIONS,
+    GLIDE_PAPER,
+    OPENAI_LICENSE_NOTE,
+    openai_weights_note,
+    pipeline_model_card,
+    released_checkpoint_names,
+)
 from ..models import GlideTextEncoder, GlideUNet2DModel
 from ..output_folders import OutputFolder
 from ..schedulers import GlideScheduler
 from ..tokenization import build_glide_tokenizer
 from ..variants import GlideVariant, get_variant
+from ..vocabularies import vocabulary_dir
 from .options import configs_from_options, resolve_options
 from .state_dict import (
     CheckpointMismatchError,
@@ -56,13 +64,22 @@ class Converted(Protocol):
 
 @dataclass
 class ConvertedGlide:
-    """The components of a converted checkpoint, before they are written anywhere."""
+    """The components of a converted checkpoint, before they are written anywhere.
+
+    `released_name` is set when the checkpoint is OpenAI's released file of the model type (`"base"`,
+    `"upsample"`, `"base_inpaint"`, `"upsample_inpaint"`: the `<name>.pt` of its download URL); the model card then
+    names that file and its URL. None (the default) keeps a neutral origin sentence.
+    """
 
     variant: GlideVariant
     unet: GlideUNet2DModel
     text_encoder: GlideTextEncoder
     tokenizer: object
     scheduler: GlideScheduler
+    released_name: str | None = None
+
+    def __post_init__(self):
+        released_checkpoint_names(self.variant.model_type, self.released_name)  # ValueError for a wrong name
 
     @property
     def model_type(self) -> str:
@@ -81,20 +98,26 @@ class ConvertedGlide:
         pipeline.save_pretrained(folder, safe_serialization=True)
         self.model_card(repo_id).save(folder / "README.md")
 
-    def model_card(self, repo_id: str | None = None) -> ModelCard:
-        """The card of the converted checkpoint: license, library, tags and a usage example of its pipeline."""
+    def model_card(self, repo_id: str | None = None, released_name: str | None = None) -> ModelCard:
+        """
+        The card of the converted checkpoint: the weights' origin, license (MIT), OpenAI's stated limitations,
+        library, tags and a usage example of its pipeline. `released_name` (default: the `released_name` field) names
+        OpenAI's released file the checkpoint is, for the card to give its URL; None keeps a neutral origin.
+        """
         model_type = self.model_type
+        released_name = released_name if released_name is not None else self.released_name
+        released_checkpoint_names(model_type, released_name)
+        origin = openai_weights_note("GLIDE (filtered)", model_type, released=released_name is not None)
         return pipeline_model_card(
             self.variant,
             f"GLIDE ({model_type}) for diffusers",
-            f"OpenAI's GLIDE (filtered) `{model_type}` checkpoint converted with diffusers-glide\n"
-            f"(`convert_glide_to_diffusers.py --model_type {model_type}`). Weights: OpenAI, MIT license\n"
-            "(glide-text2im). Paper: *GLIDE: Towards Photorealistic Image Generation and Editing with\n"
-            "Text-Guided Diffusion Models* (Nichol et al., 2021).",
+            f"GLIDE `{model_type}` converted with diffusers-glide (`diffusers-glide convert --model_type {model_type}`).\n"
+            f"{origin}\nPaper: {GLIDE_PAPER}.\n\n{OPENAI_LICENSE_NOTE}",
             repo_id=repo_id,
             tokenizer="GPT-2 BPE, lower-cased",
             scheduler="GlideScheduler with the sampling defaults of OpenAI's notebooks",
             license="mit",
+            limitations=GLIDE_LIMITATIONS,
         )
 
     def parameter_counts(self) -> dict[str, int]:
@@ -134,20 +157,31 @@ def _convert_state_dict(state_dict: dict[str, torch.Tensor], variant: GlideVaria
 def convert_glide_checkpoint(
     checkpoint_path: str | os.PathLike,
     model_type: str,
-    vocab_dir: str | os.PathLike,
+    vocab_dir: str | os.PathLike | None = None,
     options: dict | None = None,
+    released_name: str | None = None,
 ) -> ConvertedGlide:
-    """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory)."""
-    state_dict = load_openai_checkpoint(checkpoint_path)
+    """Load and convert one OpenAI checkpoint into diffusers-glide components (in memory).
+
+    `vocab_dir` is the folder of GLIDE's GPT-2 BPE files (or a saved tokenizer); by default the vocabularies shipped
+    with the package (`diffusers_glide.vocabularies.vocabulary_dir()`), which are GLIDE's own. Give `released_name`
+    (e.g. `"base_inpaint"` for `base_inpaint.pt`) only when the checkpoint is OpenAI's released file of
+    `model_type`: the model card then names it and its download URL (see `ConvertedGlide`).
+    """
     variant = get_variant(model_type)
+    released_checkpoint_names(model_type, released_name)  # a wrong name fails before the loading
+    state_dict = load_openai_checkpoint(checkpoint_path)
     unet, text_encoder, scheduler_config = _convert_state_dict(state_dict, variant, options)
+    if vocab_dir is None:
+        vocab_dir = vocabulary_dir()
     tokenizer = build_glide_tokenizer(vocab_dir)
     if len(tokenizer) != text_encoder.config.vocab_size:
         raise ValueError(
             f"The tokenizer in {vocab_dir} has {len(tokenizer)} tokens but the checkpoint's token embedding has "
             f"{text_encoder.config.vocab_size} rows."
         )
-    return ConvertedGlide(variant, unet, text_encoder, tokenizer, GlideScheduler(**scheduler_config))
+    scheduler = GlideScheduler(**scheduler_config)
+    return ConvertedGlide(variant, unet, text_encoder, tokenizer, scheduler, released_name=released_name)
 
 
 def write_pipeline_folder(
