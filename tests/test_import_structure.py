@@ -14,15 +14,17 @@ PACKAGE = "diffusers_glide"
 # Lowest first. A top-level module or subpackage of diffusers_glide may import from its own layer and the ones
 # before it, never from a later one.
 LAYERS: list[set[str]] = [
-    {"messages", "config_limits", "variants", "embedded", "folder_lock", "vocabularies"},
+    {"messages", "config_limits", "variants", "embedded", "vocabularies", "folder_lock"},
     {"image_files", "output_folders", "model_cards", "tokenization", "clip_tokenization"},
     {"models", "schedulers"},
     {"pipelines"},
-    {"samplers", "__init__"},
-    {"cascade", "conversion", "shapes"},
-    {"training", "batch_generation"},
+    {"samplers"},
+    {"conversion"},
+    {"openai_checkpoints"},
+    {"cascade"},
+    {"shapes", "training", "batch_generation"},
     {"app"},
-    {"commands", "cli"},
+    {"commands", "cli", "__init__"},
 ]
 LAYER_OF = {name: index for index, layer in enumerate(LAYERS) for name in layer}
 

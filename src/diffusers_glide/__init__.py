@@ -23,19 +23,23 @@ _EXPORTS: dict[str, str] = {
     "GlideUpsamplePipeline": "pipelines",
     "InpaintEdit": "pipelines",
     "apply_edits": "pipelines",
+    "Cascade": "cascade",
     "build_clip_tokenizer": "clip_tokenization",
     "build_glide_tokenizer": "tokenization",
     "build_small_clip_tokenizer": "clip_tokenization",
     "embedded_model_path": "embedded",
+    "openai_model_path": "openai_checkpoints",
     "tokenize_clip_prompts": "clip_tokenization",
     "tokenize_prompts": "tokenization",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs
+    from .cascade import Cascade  # noqa: F401
     from .clip_tokenization import build_clip_tokenizer, build_small_clip_tokenizer, tokenize_clip_prompts  # noqa: F401
     from .embedded import embedded_model_path  # noqa: F401
     from .models import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideTextEncoder, GlideUNet2DModel  # noqa: F401
+    from .openai_checkpoints import openai_model_path  # noqa: F401
     from .pipelines import (  # noqa: F401
         GlideImg2ImgPipeline,
         GlideInpaintPipeline,

@@ -17,10 +17,12 @@ them, so that the command line can read the names here and keep its help instant
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .embedded import embedded_model_path
+from .openai_checkpoints import OPENAI
 from .samplers import DPM_SOLVER, FAST_STEPS, FAST_UPSAMPLER_STEPS, configured_sampler, sampling_steps, use_sampler
 
 if TYPE_CHECKING:
@@ -34,6 +36,11 @@ if TYPE_CHECKING:
 DEFAULT = "default"  # the model name of a stage's embedded model
 # torch device types that can sample (`meta` tensors, for one, hold no data)
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+# what a model name that is neither a folder nor a reachable Hub repo is told
+MODEL_HINT = (
+    "For OpenAI's released GLIDE use the model name \"openai\" (--model openai: downloaded and converted on first "
+    "use); `diffusers-glide convert` converts a checkpoint of your own into a folder."
+)
 # the CLIP guidance scale when a CLIP model is named and no scale is (the notebook's)
 CLIP_GUIDANCE_SCALE = 3.0
 # the pipelines' own defaults that the cascade's settings share (tests/test_cascade.py checks them against the
@@ -53,10 +60,20 @@ DEFAULT_SAMPLING: dict[str, tuple[str, int] | None] = {
 }
 
 
-def model_source(model: str | None, kind: str) -> str:
-    """`model` (a folder or a Hub repo id), or the folder of the embedded model of `kind` ("base", "base-inpaint",
-    "upsample", "upsample-inpaint" or "clip") when `model` is None or `"default"`."""
-    return embedded_model_path(kind) if model in (None, DEFAULT) else model
+def model_source(model: str | None, kind: str, progress: bool = True) -> str:
+    """
+    What `from_pretrained` loads for the model name `model` of a stage of `kind` ("base", "base-inpaint", "upsample",
+    "upsample-inpaint" or "clip"): the embedded model when `model` is None or `"default"`; OpenAI's released model,
+    converted in the cache (downloaded and converted on first use), when it is `"openai"`; else `model` itself, a
+    folder or a Hub repo id. `progress=False` hides a first download's progress bar.
+    """
+    if model in (None, DEFAULT):
+        return embedded_model_path(kind)
+    if model == OPENAI:
+        from .openai_checkpoints import openai_model_path
+
+        return openai_model_path(kind, progress)
+    return model
 
 
 def default_sampling(kind: str, scheduler_config) -> tuple[str, int]:
@@ -107,7 +124,13 @@ def load_pipeline(
     """
     import torch
 
-    pipe = pipeline_class.from_pretrained(model_source(model, kind), dtype=dtype or torch.float32)
+    source = model_source(model, kind, progress)
+    try:
+        pipe = pipeline_class.from_pretrained(source, dtype=dtype or torch.float32)
+    except OSError as error:
+        if os.path.exists(source):
+            raise
+        raise OSError(f"{error} {MODEL_HINT}") from error
     # float16 runs on the CPU (torch has CPU kernels for it): no warning per module that it cannot
     pipe = pipe.to(device, silence_dtype_warnings=True)
     if not progress:
@@ -120,8 +143,15 @@ def load_pipeline(
 def load_clip_guidance(pipe, clip: str | None, dtype: torch.dtype | None = None) -> None:
     """Give `pipe` the noised CLIP of `clip` (a folder, a Hub repo id, or `"default"` for the embedded one); None
     loads nothing."""
-    if clip is not None:
-        pipe.load_clip_guidance(model_source(clip, "clip"), dtype=dtype)
+    if clip is None:
+        return
+    source = model_source(clip, "clip")
+    try:
+        pipe.load_clip_guidance(source, dtype=dtype)
+    except OSError as error:
+        if os.path.exists(source):
+            raise
+        raise OSError(f"{error} {MODEL_HINT}") from error
 
 
 def clip_guidance_scale(scale: float | None, clip: str | None) -> float:

@@ -1,18 +1,20 @@
 """The `diffusers-glide` command: generate, inpaint, edit and upsample images, convert OpenAI checkpoints, train.
 
     diffusers-glide generate "a red circle on a blue background" -o circle.png --seed 0
-    diffusers-glide generate "an oil painting of a corgi" --model glide-base --upsampler glide-upsample
-    diffusers-glide generate "a corgi" --model glide-base --sampler ancestral --steps 100   # OpenAI's notebook
-    diffusers-glide inpaint "a corgi in a field" --image grass.png --mask mask.png --model glide-base-inpaint
+    diffusers-glide generate "an oil painting of a corgi" --model openai --upsampler openai -o corgi.png
+    diffusers-glide generate "a corgi" --model openai --sampler ancestral --steps 100   # OpenAI's notebook
+    diffusers-glide inpaint "a corgi in a field" --image grass.png --mask mask.png --model openai
     diffusers-glide img2img "a green square on a white background" --image in.png --strength 0.7 -o out.png
     diffusers-glide edit --image in.png --edit m1.png "a red circle" --edit m2.png "a blue square" -o out.png
-    diffusers-glide upsample "a corgi" --image corgi_64.png --model glide-upsample
-    diffusers-glide convert --checkpoint_path base.pt --model_type base --vocab_dir openai --dump_path glide-base
+    diffusers-glide upsample "a corgi" --image corgi_64.png --model openai
+    diffusers-glide download all                            # OpenAI's released checkpoints, ahead of time
+    diffusers-glide convert --checkpoint_path base.pt --model_type base --dump_path glide-base
     diffusers-glide serve                                   # the web app on the embedded models
     diffusers-glide train --output_dir runs/shapes --shapes --max_train_steps 1000
     diffusers-glide train-clip --output_dir runs/clip --shapes --max_train_steps 1000
 
-Every `--model` is a pipeline folder (converted, trained or saved with `save_pretrained`) or a Hub repo id.
+Every `--model` is a pipeline folder (converted, trained or saved with `save_pretrained`), a Hub repo id, or
+`openai`: OpenAI's released model of the command's stage, downloaded and converted into the cache on first use.
 Without `--model`, each command uses the tiny model of its stage embedded in the package (32x32 shapes, upsampled
 to 128x128); `--upsampler default` and `--clip default` name the embedded upsampler and noised CLIP.
 Text to image and upsampling sample with DPM-Solver++ by default (15 and `FAST_UPSAMPLER_STEPS` steps), inpainting
@@ -35,12 +37,12 @@ import sys
 # Only light modules at the top: help, --version and usage errors must not wait for torch and diffusers
 # (seconds). The commands import what they run; tests/test_cli_startup.py checks it.
 from . import __version__
-from .commands import convert, edit, generate, img2img, inpaint, serve, train, train_clip, upsample
+from .commands import convert, download, edit, generate, img2img, inpaint, serve, train, train_clip, upsample
 from .commands.arguments import PROG
 from .messages import one_line
 
 # the subcommands, in the order of the help
-COMMANDS = (generate, inpaint, img2img, edit, upsample, serve, convert, train, train_clip)
+COMMANDS = (generate, inpaint, img2img, edit, upsample, serve, download, convert, train, train_clip)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -191,7 +191,7 @@ def add_clip_arguments(parser) -> None:
     clip = parser.add_argument_group("CLIP guidance")
     clip.add_argument(
         "--clip",
-        help="noised-CLIP folder or Hub repo id (converted with `convert --model_type clip` or trained with "
+        help="noised-CLIP folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use) (converted with `convert --model_type clip` or trained with "
         "`train-clip`), or 'default' for the embedded 32x32 one; not needed when the --model folder already holds "
         "the CLIP components",
     )

@@ -55,7 +55,7 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
     )
     parser.add_argument(
         "--model",
-        help="GlideInpaintPipeline folder or Hub repo id (default: the embedded 32x32 shapes inpainting model)",
+        help="GlideInpaintPipeline folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use) (default: the embedded 32x32 shapes inpainting model)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, default=Path("glide-edit.png"), help="the final image (default: %(default)s)"

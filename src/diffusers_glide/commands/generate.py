@@ -47,11 +47,11 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
     parser.add_argument("prompt", nargs="?", help="the text prompt (or give a file of prompts with --prompts)")
     parser.add_argument(
         "--model",
-        help="GlidePipeline folder or Hub repo id (default: the embedded 32x32 shapes model)",
+        help="GlidePipeline folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use) (default: the embedded 32x32 shapes model)",
     )
     parser.add_argument(
         "--upsampler",
-        help="GlideUpsamplePipeline folder or Hub repo id, or 'default' for the embedded 32 -> 128 upsampler: "
+        help="GlideUpsamplePipeline folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use), or 'default' for the embedded 32 -> 128 upsampler: "
         "upsample every generated image with the same prompt. The upsampled images are written to the --output path(s); the base images next to them as "
         "<stem>-low<suffix> (e.g. glide-low.png, or glide-0-low.png with --num_images > 1)",
     )

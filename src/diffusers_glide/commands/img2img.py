@@ -38,7 +38,7 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
     parser.add_argument("--image", type=Path, required=True, help="the starting image (any format Pillow reads)")
     parser.add_argument(
         "--model",
-        help="text-to-image (GlidePipeline) folder or Hub repo id (default: the embedded 32x32 shapes model)",
+        help="text-to-image (GlidePipeline) folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use) (default: the embedded 32x32 shapes model)",
     )
     add_sampling_arguments(
         parser,

@@ -44,7 +44,7 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
     )
     parser.add_argument(
         "--model",
-        help="GlideInpaintPipeline folder or Hub repo id, e.g. a converted base-inpaint checkpoint (default: the "
+        help="GlideInpaintPipeline folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use), e.g. a converted base-inpaint checkpoint (default: the "
         "embedded 32x32 shapes inpainting model)",
     )
     add_sampling_arguments(

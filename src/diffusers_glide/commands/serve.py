@@ -25,13 +25,26 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
             "127.0.0.1 only, with no public share link."
         ),
     )
-    parser.add_argument("--model", help="text-to-image (GlidePipeline) folder or Hub repo id")
-    parser.add_argument("--inpaint", help="inpainting (GlideInpaintPipeline) folder or Hub repo id: the Edit tab")
-    parser.add_argument("--upsampler", help="upsampler folder or Hub repo id: upsampling and the Upscale tab")
     parser.add_argument(
-        "--inpaint_upsampler", help="upsample-inpaint folder or Hub repo id: upsampling in the Edit tab"
+        "--model",
+        help="text-to-image (GlidePipeline) folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use)",
     )
-    parser.add_argument("--clip", help="noised-CLIP folder or Hub repo id: CLIP guidance")
+    parser.add_argument(
+        "--inpaint",
+        help="inpainting (GlideInpaintPipeline) folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use): the Edit tab",
+    )
+    parser.add_argument(
+        "--upsampler",
+        help="upsampler folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use): upsampling and the Upscale tab",
+    )
+    parser.add_argument(
+        "--inpaint_upsampler",
+        help="upsample-inpaint folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use): upsampling in the Edit tab",
+    )
+    parser.add_argument(
+        "--clip",
+        help="noised-CLIP folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use): CLIP guidance",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",

@@ -40,7 +40,7 @@ def register_subcommand(subparsers, argv: list[str] | None = None) -> argparse.A
     parser.add_argument("--image", type=Path, required=True, help="the low-resolution image (square)")
     parser.add_argument(
         "--model",
-        help="GlideUpsamplePipeline folder or Hub repo id, e.g. a converted upsample checkpoint (default: the "
+        help="GlideUpsamplePipeline folder, Hub repo id, or 'openai' (OpenAI's released model, fetched and converted on first use), e.g. a converted upsample checkpoint (default: the "
         "embedded 32 -> 128 shapes upsampler, or its upsample-inpaint sibling with --inpaint_image / --mask)",
     )
     parser.add_argument(
