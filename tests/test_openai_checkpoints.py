@@ -311,3 +311,15 @@ def test_download_usage_errors(cache, server, capsys, argv, message):
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == message
     assert server.hits == []
+
+
+def test_the_web_app_serves_openais_models(cache, server):
+    from diffusers_glide.app import load_app_models
+
+    models = load_app_models(model="openai", inpaint="openai", upsampler="openai", clip="openai")
+    assert models.base.unet.config.sample_size == models.inpaint.unet.config.sample_size == 32
+    assert models.upsampler.unet.config.sample_size == 64 and models.has_clip
+    assert models.inpaint_upsampler is None
+    assert sorted(name for name, _ in server.hits) == sorted(
+        ["base.pt", "base_inpaint.pt", "upsample.pt", "clip_image_enc.pt", "clip_text_enc.pt"]
+    )
