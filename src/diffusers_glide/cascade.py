@@ -38,7 +38,7 @@ DEFAULT = "default"  # the model name of a stage's embedded model
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 # what a model name that is neither a folder nor a reachable Hub repo is told
 MODEL_HINT = (
-    "For OpenAI's released GLIDE use the model name \"openai\" (--model openai: downloaded and converted on first "
+    'For OpenAI\'s released GLIDE use the model name "openai" (--model openai: downloaded and converted on first '
     "use); `diffusers-glide convert` converts a checkpoint of your own into a folder."
 )
 # the CLIP guidance scale when a CLIP model is named and no scale is (the notebook's)

@@ -196,7 +196,9 @@ def _fetch(url: str, partial: Path, name: str, progress: bool) -> None:
             partial.unlink()
             return _fetch(url, partial, name, progress)
         kept = f" The partial download {partial} is kept." if start else " Nothing was written."
-        raise DownloadError(f"Downloading OpenAI's {name}: {url} answered {error.code} {error.reason}.{kept}") from None
+        raise DownloadError(
+            f"Downloading OpenAI's {name}: {url} answered {error.code} {error.reason}.{kept}"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(
@@ -295,7 +297,9 @@ def _check_record(target: Path) -> None:
         record = json.loads(path.read_text())
         expected = int(record["bytes"]), str(record["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"The record {path} of {target.name} cannot be read ({error}): remove it to record the file anew.") from None
+        raise ValueError(
+            f"The record {path} of {target.name} cannot be read ({error}): remove it to record the file anew."
+        ) from None
     size = target.stat().st_size
     if size != expected[0] or _sha256(target) != expected[1]:
         raise ValueError(
