@@ -19,6 +19,7 @@ COMMAND_LINES = {
     "edit": ["edit", "--image", "in.png", "--edit", "mask.png", "a red circle"],
     "upsample": ["upsample", "x", "--image", "in.png"],
     "serve": ["serve"],
+    "download": ["download", "base"],
     "convert": [
         "convert",
         "--checkpoint_path",

@@ -40,7 +40,7 @@ def _probe(*argvs: list[str]) -> list[str]:
 
 
 def test_help_version_and_usage_errors_import_no_heavy_module():
-    commands = ["generate", "inpaint", "img2img", "edit", "upsample", "serve"]
+    commands = ["generate", "inpaint", "img2img", "edit", "upsample", "serve", "download"]
     output = _probe(
         ["--help"],
         ["--version"],
@@ -80,16 +80,20 @@ def test_public_names():
         "GlideUpsamplePipeline",
         "InpaintEdit",
         "apply_edits",
+        "Cascade",
         "build_clip_tokenizer",
         "build_glide_tokenizer",
         "build_small_clip_tokenizer",
         "embedded_model_path",
+        "openai_model_path",
         "tokenize_clip_prompts",
         "tokenize_prompts",
     ]
     assert set(diffusers_glide.__all__) <= set(dir(diffusers_glide))
     assert diffusers_glide.GlidePipeline is pipelines.GlidePipeline
     assert diffusers_glide.apply_edits is pipelines.apply_edits
+    assert diffusers_glide.Cascade.__module__ == "diffusers_glide.cascade"
+    assert diffusers_glide.openai_model_path.__module__ == "diffusers_glide.openai_checkpoints"
     assert diffusers_glide.pipelines is pipelines  # submodules too, as before
     with pytest.raises(AttributeError, match="module 'diffusers_glide' has no attribute 'GlidePipelin'"):
         diffusers_glide.GlidePipelin  # noqa: B018
