@@ -140,12 +140,12 @@ def load_pipeline(
     return pipe
 
 
-def load_clip_guidance(pipe, clip: str | None, dtype: torch.dtype | None = None) -> None:
-    """Give `pipe` the noised CLIP of `clip` (a folder, a Hub repo id, or `"default"` for the embedded one); None
-    loads nothing."""
+def load_clip_guidance(pipe, clip: str | None, dtype: torch.dtype | None = None, progress: bool = True) -> None:
+    """Give `pipe` the noised CLIP of `clip` (a folder, a Hub repo id, `"default"` for the embedded one or `"openai"`
+    for OpenAI's released one); None loads nothing. `progress=False` hides a first download's progress bar."""
     if clip is None:
         return
-    source = model_source(clip, "clip")
+    source = model_source(clip, "clip", progress)
     try:
         pipe.load_clip_guidance(source, dtype=dtype)
     except OSError as error:
@@ -255,7 +255,7 @@ class Cascade:
         base = load_pipeline(
             GlidePipeline, model, "base", device=device, dtype=dtype, sampler=sampler, progress=progress
         )
-        load_clip_guidance(base, clip, dtype)
+        load_clip_guidance(base, clip, dtype, progress)
         upsampler_pipe = None
         if upsampler is not None:
             upsampler_pipe = load_pipeline(

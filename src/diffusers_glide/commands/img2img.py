@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     files.check_inputs_kept(args, files.numbered_outputs(args.output, args.num_images), {"--image": args.image})
     image = files.read_image(args.image, "image")
     pipe = loading.load_stage(GlideImg2ImgPipeline, args.model, "base", args, device, args.sampler)
-    load_clip_guidance(pipe, args.clip, loading.weights_dtype(args))
+    load_clip_guidance(pipe, args.clip, loading.weights_dtype(args), progress=not args.no_progress)
     images = pipe(
         args.prompt,
         image=image,
