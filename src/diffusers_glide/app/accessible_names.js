@@ -1,0 +1,64 @@
+// Names for what Gradio leaves unnamed: the image editor's colour swatches and images with no alt text.
+(() => {
+  const colourNames = {
+    "255,255,255": "white", "0,0,0": "black", "255,0,0": "red", "0,255,0": "green", "0,0,255": "blue",
+    "255,255,0": "yellow", "255,0,255": "magenta", "0,255,255": "cyan", "128,128,128": "grey",
+  };
+  const nameOf = (element) =>
+    (element.getAttribute("aria-label") || element.getAttribute("alt") || element.textContent || element.title || "").trim();
+  const blockLabel = (element) => {
+    const block = element.closest(".block");
+    const label = block && block.querySelector("[data-testid=block-label], label span, .label-wrap span");
+    return label ? label.textContent.trim() : "";
+  };
+  const name = () => {
+    document.querySelectorAll("button.color").forEach((swatch) => {
+      if (swatch.classList.contains("colorpicker")) {
+        if (!swatch.getAttribute("aria-label")) swatch.setAttribute("aria-label", "Custom colour");
+        return;
+      }
+      const rgb = (swatch.style.backgroundColor.match(/\d+/g) || []).slice(0, 3).join(",");
+      const seeThrough = parseFloat(swatch.style.opacity || "1") < 1;
+      const label = seeThrough ? "Mask (see-through: marks the region to repaint)" : `Colour ${colourNames[rgb] || rgb}`;
+      if (swatch.getAttribute("aria-label") !== label) {
+        swatch.setAttribute("aria-label", label);
+        swatch.title = label;
+        if (seeThrough) swatch.classList.add("glide-mask-swatch");
+      }
+    });
+    const counts = {};
+    document.querySelectorAll("img").forEach((image) => {
+      if (image.dataset.glideNamed === undefined && nameOf(image)) return;
+      const base = blockLabel(image) || "Image";
+      counts[base] = (counts[base] || 0) + 1;
+      const label = counts[base] > 1 ? `${base} (${counts[base]})` : base;
+      if (image.alt !== label) {
+        image.alt = label;
+        image.dataset.glideNamed = "";
+      }
+    });
+  };
+  // a swatch chosen closes the palette, which otherwise stays open over the canvas and takes the strokes
+  document.addEventListener(
+    "click",
+    (event) => {
+      const swatch = event.target instanceof Element && event.target.closest("button.color:not(.colorpicker)");
+      const editor = swatch && swatch.closest("#edit-editor");
+      if (!editor) return;
+      setTimeout(() => {
+        const toggle = editor.querySelector("button[aria-label=Color]");
+        if (toggle && editor.querySelector("menu.swatch")) toggle.click();
+      }, 0);
+    },
+    true,
+  );
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      name();
+    });
+  }).observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ["src", "style", "class"] });
+})();
