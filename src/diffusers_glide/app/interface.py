@@ -13,6 +13,8 @@ from .uploads import UploadError, read_upload
 # every pipeline call joins one queue and runs alone: the pipelines share modules and swap schedulers
 PIPELINE_QUEUE = {"concurrency_id": "pipelines", "concurrency_limit": 1}
 QUEUE_SIZE = 32  # requests waiting; more are refused
+# an upload checked as it arrives: queued (Gradio shows a warning only from the queue), alongside any pipeline call
+UPLOAD_CHECK = {"concurrency_limit": None, "show_progress": "hidden"}
 # small images shown large, pixel by pixel (GLIDE's images are 64x64, the embedded ones 32x32)
 CSS = (
     ".glide-image img { image-rendering: pixelated; object-fit: contain; width: 100%; height: 100%; } "
@@ -34,6 +36,7 @@ CSS = (
     ".glide-main > .glide-inputs, .glide-main > .glide-outputs { display: contents !important; } "
     ".glide-main .glide-outputs > * { order: 1; } "
     ".glide-main .glide-settings { order: 2; } "
+    ".glide-gallery .thumbnail-item img { max-height: 30vh; } "
     "#edit-editor label[data-testid=block-label] { position: static; } "
     "}"
 )
@@ -178,8 +181,9 @@ def _describe(models: AppModels) -> str:
 
 
 STOPPED = "Stopped."
-# the page's script: names for what Gradio leaves unnamed (the editor's colour swatches, images with no text)
-HEAD = "<script>" + Path(__file__).with_name("accessible_names.js").read_text() + "</script>"
+# the page's script: names for what Gradio leaves unnamed (the editor's colour swatches, images with no text), the
+# editor's palette closed on a choice, a new result scrolled into view on a narrow screen
+HEAD = "<script>" + Path(__file__).with_name("page.js").read_text() + "</script>"
 
 
 def _showing_text(fn, outputs: int, info: int, running: set):
@@ -393,7 +397,7 @@ def _img2img_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
         **PIPELINE_QUEUE,
     )
     stop.click(_stopper(callbacks, running), None, info, cancels=[event], queue=False)
-    image.upload(_checked_upload(3), image, [image, gallery, info], queue=False, show_progress="hidden")
+    image.upload(_checked_upload(3), image, [image, gallery, info], **UPLOAD_CHECK)
 
 
 def _upscale_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
@@ -423,7 +427,7 @@ def _upscale_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
         **PIPELINE_QUEUE,
     )
     stop.click(_stopper(callbacks, running), None, info, cancels=[event], queue=False)
-    image.upload(_checked_upload(3), image, [image, result, info], queue=False, show_progress="hidden")
+    image.upload(_checked_upload(3), image, [image, result, info], **UPLOAD_CHECK)
 
 
 def build_app(models: AppModels | None = None) -> gr.Blocks:

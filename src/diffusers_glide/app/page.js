@@ -1,4 +1,5 @@
-// Names for what Gradio leaves unnamed: the image editor's colour swatches and images with no alt text.
+// The page's helpers: names for what Gradio leaves unnamed (the image editor's colour swatches, images with no alt
+// text), the palette closed once a colour is chosen, and on a narrow screen a new result scrolled into view.
 (() => {
   const colourNames = {
     "255,255,255": "white", "0,0,0": "black", "255,0,0": "red", "0,255,0": "green", "0,0,255": "blue",
@@ -20,6 +21,13 @@
       const rgb = (swatch.style.backgroundColor.match(/\d+/g) || []).slice(0, 3).join(",");
       const seeThrough = parseFloat(swatch.style.opacity || "1") < 1;
       const label = seeThrough ? "Mask (see-through: marks the region to repaint)" : `Colour ${colourNames[rgb] || rgb}`;
+      // Gradio's palette starts with no swatch of the brush's see-through colour marked (its opacity state starts
+      // at 1): choosing the mask swatch once sets both, as a visitor's click would
+      const menu = swatch.closest("menu.swatch");
+      if (seeThrough && menu && !menu.dataset.glideChosen) {
+        menu.dataset.glideChosen = "";
+        if (!menu.querySelector("button.color.selected")) swatch.click();
+      }
       if (swatch.getAttribute("aria-label") !== label) {
         swatch.setAttribute("aria-label", label);
         swatch.title = label;
@@ -42,6 +50,7 @@
   document.addEventListener(
     "click",
     (event) => {
+      if (!event.isTrusted) return; // the page's own choice of the mask swatch
       const swatch = event.target instanceof Element && event.target.closest("button.color:not(.colorpicker)");
       const editor = swatch && swatch.closest("#edit-editor");
       if (!editor) return;
@@ -52,6 +61,18 @@
     },
     true,
   );
+  // a narrow screen shows the settings below the results: a new result is scrolled into view
+  const shownResults = new Set();
+  const showNewResults = () => {
+    const outputs = ".glide-outputs img[src*='/gradio_api/file=']";
+    document.querySelectorAll(outputs).forEach((image) => {
+      if (shownResults.has(image.src)) return;
+      shownResults.add(image.src);
+      if (window.innerWidth <= 720 && image.getClientRects().length) {
+        image.scrollIntoView({ block: "nearest" });
+      }
+    });
+  };
   let queued = false;
   new MutationObserver(() => {
     if (queued) return;
@@ -59,6 +80,7 @@
     requestAnimationFrame(() => {
       queued = false;
       name();
+      showNewResults();
     });
   }).observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ["src", "style", "class"] });
 })();
