@@ -37,7 +37,7 @@ CSS = (
     ".glide-main .glide-outputs > * { order: 1; } "
     ".glide-main .glide-settings { order: 2; } "
     ".glide-gallery .thumbnail-item img { max-height: 30vh; } "
-    "#edit-editor label[data-testid=block-label] { position: static; } "
+    "#edit-editor .icon-button-wrapper.top-panel { top: 30px !important; } "
     "}"
 )
 IMAGE_HEIGHT = 320  # pixels of the page for each image box

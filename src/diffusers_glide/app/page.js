@@ -5,6 +5,12 @@
     "255,255,255": "white", "0,0,0": "black", "255,0,0": "red", "0,255,0": "green", "0,0,255": "blue",
     "255,255,0": "yellow", "255,0,255": "magenta", "0,255,255": "cyan", "128,128,128": "grey",
   };
+  // a press as the pointer makes it (Gradio's editor listens to pointer events, not only to clicks)
+  const press = (element) => {
+    for (const type of ["pointerdown", "mousedown", "pointerup", "mouseup", "click"]) {
+      element.dispatchEvent(new PointerEvent(type, { bubbles: true }));
+    }
+  };
   const nameOf = (element) =>
     (element.getAttribute("aria-label") || element.getAttribute("alt") || element.textContent || element.title || "").trim();
   const blockLabel = (element) => {
@@ -21,13 +27,6 @@
       const rgb = (swatch.style.backgroundColor.match(/\d+/g) || []).slice(0, 3).join(",");
       const seeThrough = parseFloat(swatch.style.opacity || "1") < 1;
       const label = seeThrough ? "Mask (see-through: marks the region to repaint)" : `Colour ${colourNames[rgb] || rgb}`;
-      // Gradio's palette starts with no swatch of the brush's see-through colour marked (its opacity state starts
-      // at 1): choosing the mask swatch once sets both, as a visitor's click would
-      const menu = swatch.closest("menu.swatch");
-      if (seeThrough && menu && !menu.dataset.glideChosen) {
-        menu.dataset.glideChosen = "";
-        if (!menu.querySelector("button.color.selected")) swatch.click();
-      }
       if (swatch.getAttribute("aria-label") !== label) {
         swatch.setAttribute("aria-label", label);
         swatch.title = label;
@@ -55,8 +54,9 @@
       const editor = swatch && swatch.closest("#edit-editor");
       if (!editor) return;
       setTimeout(() => {
-        const toggle = editor.querySelector("button[aria-label=Color]");
-        if (toggle && editor.querySelector("menu.swatch")) toggle.click();
+        // the Brush tool's button closes the palette and keeps painting with the chosen colour
+        const brush = editor.querySelector("button[aria-label=Brush]");
+        if (brush && editor.querySelector("menu.swatch")) press(brush);
       }, 0);
     },
     true,
