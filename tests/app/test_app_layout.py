@@ -13,7 +13,8 @@ pytestmark = pytest.mark.xdist_group("app_server")
 @pytest.fixture()
 def page(app_server, chromium):
     url, _, _ = app_server
-    return Page(chromium, url).open()
+    yield Page(chromium, url).open()
+    chromium.execute_script("window.localStorage.clear()")  # the page keeps its prompts there across reloads
 
 
 # each visible image and button of an element: its accessible name as a screen reader reads it from the DOM
@@ -205,3 +206,15 @@ def test_a_narrow_screen_shows_the_result_near_the_button(page):
         label[1] <= toolbar[0] or toolbar[1] <= label[0] or label[3] <= toolbar[2] or toolbar[3] <= label[2]
     )
     assert not overlap, f"label {label} overlaps the toolbar {toolbar}"
+
+
+def test_a_reload_keeps_the_prompts(page):
+    page.type("generate-prompt", PROMPT)
+    page.open_tab("Image to image", "img2img")
+    page.type("img2img-prompt", "a green square")
+    time.sleep(1)  # the page stores the prompt after its input event
+    page.driver.refresh()
+    page.wait_for(lambda: page.find("#generate-prompt textarea"))
+    page.wait_for(lambda: page.find("#generate-prompt textarea").get_attribute("value") == PROMPT)
+    page.open_tab("Image to image", "img2img")
+    assert page.find("#img2img-prompt textarea").get_attribute("value") == "a green square"

@@ -430,6 +430,19 @@ def _upscale_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
     image.upload(_checked_upload(3), image, [image, result, info], **UPLOAD_CHECK)
 
 
+def _keep_prompts(demo: gr.Blocks) -> None:
+    """Each tab's prompt kept in the browser (its local storage): a reload of the page keeps what was written."""
+    for block in list(demo.blocks.values()):
+        if isinstance(block, gr.Textbox) and (block.elem_id or "").endswith("-prompt"):
+            saved = gr.BrowserState("", storage_key=f"glide-{block.elem_id}")
+            block.input(_same, block, saved, queue=False, show_progress="hidden", api_visibility="private")
+            demo.load(_same, saved, block, queue=False, show_progress="hidden", api_visibility="private")
+
+
+def _same(value):
+    return value
+
+
 def build_app(models: AppModels | None = None) -> gr.Blocks:
     """
     The GLIDE web app as a `gradio.Blocks`, with its request queue set up (one pipeline call at a time).
@@ -456,6 +469,7 @@ def build_app(models: AppModels | None = None) -> gr.Blocks:
             _img2img_tab(models, callbacks)
             if models.upsampler is not None:
                 _upscale_tab(models, callbacks)
+        _keep_prompts(demo)
     for block in demo.blocks.values():
         if isinstance(block, gr.Slider):
             block.buttons = []  # no reset buttons: five of them on a tab, all named "Reset to default value"
