@@ -330,8 +330,8 @@ def build_word_level_tokenizer(words: Sequence[str], context_length: int) -> Pre
     """Build a small lower-casing word-level tokenizer, for tiny models trained from scratch on a closed vocabulary.
 
     Ids: ``<pad>`` = 0, ``<unk>`` = 1, then `words` in order (lower-cased, duplicates dropped). Text is lower-cased,
-    punctuation is dropped and words are split on whitespace; words outside the vocabulary become ``<unk>``, which
-    [`tokenize_prompts`] reports in a warning. It pads and truncates like the GPT-2 tokenizer through
+    punctuation is dropped and words are split on whitespace; words outside the vocabulary become ``<unk>``:
+    [`unknown_words`] lists them and [`tokenize_prompts`] names them in a warning. It pads and truncates like the GPT-2 tokenizer through
     [`tokenize_prompts`] and saves / loads with `save_pretrained` / `from_pretrained`.
 
     Args:
