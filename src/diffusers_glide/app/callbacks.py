@@ -21,6 +21,7 @@ from .. import samplers
 from ..cascade import Cascade, make_generator
 from ..messages import cut_short, one_line
 from ..pipelines.memory import BatchTooLargeError
+from .help import unknown_words_note
 from .models import SAMPLERS, AppModels, sampler_of_label, steps_range
 from .uploads import EditorInput, UploadError, read_upload, resize_square, upscale_mask
 
@@ -224,6 +225,7 @@ class GlideAppCallbacks:
         info = f"Seed {seed} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {images[0].width}x{images[0].height} · {time.perf_counter() - started:.1f} s"
+        info += unknown_words_note(base.tokenizer, prompt, negative_prompt)
         gallery = [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)]
         return gallery, info, images
 
@@ -273,7 +275,7 @@ class GlideAppCallbacks:
         info = (
             f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {time.perf_counter() - started:.1f} s"
         )
-        info += note
+        info += note + unknown_words_note(pipe.tokenizer, prompt, negative_prompt)
         return [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)], info
 
     def edit(
@@ -339,7 +341,7 @@ class GlideAppCallbacks:
         info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {result.width}x{result.height} · {time.perf_counter() - started:.1f} s"
-        info += self._stretch_note(source.background)
+        info += self._stretch_note(source.background) + unknown_words_note(pipe.tokenizer, prompt)
         return result, mask, info
 
     def upscale(
@@ -375,7 +377,7 @@ class GlideAppCallbacks:
         info = (
             f"Seed {seed} · {sampler}, {steps} steps · {size}x{size} -> {result.width}x{result.height} · "
             f"{time.perf_counter() - started:.1f} s{note}"
-        )
+        ) + unknown_words_note(pipe.tokenizer, prompt)
         return result, info
 
     # ---------------------------------------------------------------------------------------------------------
