@@ -34,9 +34,9 @@ def app_server():
         demo.close()
 
 
-@pytest.fixture(scope="session")
-def chromium():
-    """Headless Chromium driven by Selenium. Missing browsers fail the tests under CI (which installs them)."""
+def new_chromium():
+    """A headless Chromium driven by Selenium (quit it when done). Missing browsers fail the tests under CI (which
+    installs them)."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     if missing:
         message = (
@@ -63,7 +63,13 @@ def chromium():
     ):
         options.add_argument(flag)
     # the Service path keeps Selenium from downloading a driver
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium driven by Selenium, shared by the browser tests."""
+    driver = new_chromium()
     try:
         yield driver
     finally:
