@@ -21,17 +21,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_server():
-    """The app on the embedded models, served on 127.0.0.1 at a free port: (url, its models, its callbacks)."""
+def app_demo():
+    """The app (its `gradio.Blocks`) on the embedded models, served on 127.0.0.1 at a free port."""
     from diffusers_glide.app import build_app, launch_options, load_app_models
 
-    models = load_app_models()
-    demo = build_app(models)
+    demo = build_app(load_app_models())
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(port=_free_port()))
     try:
-        yield demo.local_url.rstrip("/"), models, demo.glide_callbacks
+        yield demo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_server(app_demo):
+    """The served app: (url, its models, its callbacks)."""
+    callbacks = app_demo.glide_callbacks
+    return app_demo.local_url.rstrip("/"), callbacks.models, callbacks
 
 
 def new_chromium():

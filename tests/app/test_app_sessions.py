@@ -134,9 +134,15 @@ def second_page(app_server):
         driver.quit()
 
 
-def test_reloading_the_page_stops_its_long_request_and_the_next_one_starts_at_once(page, app_server):
+def _run_times(demo) -> dict:
+    """Gradio's record of the durations of completed runs, from which it estimates waits: {function: (runs, s)}."""
+    return {fn: (record.count, record.process_time) for fn, record in demo._queue.process_time_per_fn.items()}
+
+
+def test_reloading_the_page_stops_its_long_request_and_the_next_one_starts_at_once(page, app_server, app_demo):
     _, models, callbacks = app_server
     steps = 999  # DPM-Solver++'s most: ~40 s here
+    run_times = _run_times(app_demo)
     calls = _count_unet_calls(models.base.unet)
     try:
         page.type("generate-prompt", PROMPT)
@@ -163,6 +169,11 @@ def test_reloading_the_page_stops_its_long_request_and_the_next_one_starts_at_on
     assert started - clicked < 2.0, f"the next request waited {started - clicked:.1f} s"
     assert image.size == (32, 32)
     assert page.text("generate-info").startswith("Seed 0 · DPM-Solver++, 5 steps")
+    # Gradio's wait estimates average the completed runs only: the stopped request is not among them
+    generate = next(fn for fn in app_demo.fns.values() if fn.fn == callbacks.generate)
+    runs, seconds = _run_times(app_demo)[generate]
+    runs_before, seconds_before = run_times.get(generate, (0, 0.0))
+    assert runs == runs_before + 1 and seconds - seconds_before < 10
 
 
 def test_two_visitors_see_only_their_own_results(page, second_page, tmp_path):
