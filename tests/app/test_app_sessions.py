@@ -1,7 +1,9 @@
 """Browser sessions: a request whose page was reloaded or closed stops at its next step and frees the queue, and two
 visitors' results and histories never mix. Unit tests without a browser first, then headless Chromium."""
 
+import json
 import time
+import urllib.request
 
 import gradio as gr
 import pytest
@@ -111,6 +113,35 @@ def test_the_page_registers_the_unload_listener(models):
     demo = build_app(models)
     unload = [fn for fn in demo.fns.values() if any(target[1] == "unload" for target in fn.targets)]
     assert [fn.fn for fn in unload] == [demo.glide_callbacks.sessions.close]
+
+
+def test_an_api_client_that_closes_its_event_stream_stops_its_request(app_server):
+    """An API client holds no heartbeat connection: the queue's own signal (the closed event stream) stops it."""
+    url, models, callbacks = app_server
+    steps = 1000
+    calls = _count_unet_calls(models.base.unet)
+    try:
+        data = [PROMPT, "", 3.0, steps, ANCESTRAL, 0, False, 1, 0.0, False, 2, ANCESTRAL]
+        post = urllib.request.Request(
+            url + "/gradio_api/call/generate",
+            data=json.dumps({"data": data}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(post, timeout=60) as response:
+            event_id = json.loads(response.read())["event_id"]
+        with urllib.request.urlopen(url + f"/gradio_api/call/generate/{event_id}", timeout=120):
+            deadline = time.monotonic() + TIMEOUT
+            while len(calls) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        closed = time.monotonic()  # the stream is closed: the client left
+        deadline = closed + TIMEOUT
+        while (callbacks._lock.locked() or len(calls) < 5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        freed = time.monotonic()
+    finally:
+        del models.base.unet.forward
+    assert 5 <= len(calls) < steps
+    assert freed - closed < 1.5, f"the request ran on for {freed - closed:.1f} s after its client left"
 
 
 # ---------------------------------------------------------------------------------------------------------------
