@@ -377,6 +377,7 @@ def build_app(models: AppModels | None = None) -> gr.Blocks:
             _img2img_tab(models, callbacks)
             if models.upsampler is not None:
                 _upscale_tab(models, callbacks)
+        demo.unload(callbacks.sessions.close)  # a reloaded or closed page stops its request at the next step
     pass_values_as_sent(demo)  # checked by the callbacks, with the app's messages
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     demo.glide_callbacks = callbacks  # for tests and embedding code: the functions behind the buttons
