@@ -315,11 +315,20 @@ def test_download_usage_errors(cache, server, capsys, argv, message):
 
 def test_the_web_app_serves_openais_models(cache, server):
     from diffusers_glide.app import load_app_models
+    from diffusers_glide.app.help import models_line
 
     models = load_app_models(model="openai", inpaint="openai", upsampler="openai", clip="openai")
     assert models.base.unet.config.sample_size == models.inpaint.unet.config.sample_size == 32
     assert models.upsampler.unet.config.sample_size == 64 and models.has_clip
     assert models.inpaint_upsampler is None
+    assert models.names == {
+        "base": "openai",
+        "inpaint": "openai",
+        "upsampler": "openai",
+        "inpaint_upsampler": None,
+        "clip": "openai",
+    }
+    assert models_line(models) == "**Model:** OpenAI's released GLIDE (filtered)"  # the page's header
     assert sorted(name for name, _ in server.hits) == sorted(
         ["base.pt", "base_inpaint.pt", "upsample.pt", "clip_image_enc.pt", "clip_text_enc.pt"]
     )

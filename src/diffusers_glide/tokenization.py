@@ -226,6 +226,47 @@ def encode_plain_text(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> l
     )["input_ids"]
 
 
+def _unknown_token_id(tokenizer: PreTrainedTokenizerFast) -> int | None:
+    """The id of the token that `tokenizer` maps unknown words to, None when it has none to report.
+
+    A word-level tokenizer maps unknown words to its unk token; GPT-2's byte-level BPE never does (its unk is its
+    pad token), so only an unk token distinct from the pad (or else eos) token counts."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    unk_id = tokenizer.unk_token_id
+    return unk_id if unk_id not in (None, pad_id) else None
+
+
+def unknown_words(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[str]:
+    """The words of `prompt` that `tokenizer` does not know (it reads each as its unk token), as written in the
+    prompt, each once (ignoring case), in order of first appearance.
+
+    Only a tokenizer with an unk token of its own has unknown words: the word-level tokenizer of the tiny embedded
+    models ([`build_word_level_tokenizer`]) has; GPT-2's byte-level BPE (GLIDE's) encodes any text and has none, so
+    the list is always empty for it.
+
+    Example: with the embedded model's tokenizer, `unknown_words(tokenizer, "a red cat, on a Photo")` is
+    `["cat", "Photo"]`.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}.")
+    unk_id = _unknown_token_id(tokenizer)
+    if unk_id is None or not prompt:
+        return []
+    encoding = tokenizer(
+        prompt,
+        add_special_tokens=False,
+        split_special_tokens=True,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        verbose=False,
+    )
+    words: dict[str, str] = {}  # lower-cased word -> its first spelling (the tokenizers lower-case their input)
+    for token_id, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"], strict=True):
+        if token_id == unk_id:
+            words.setdefault(prompt[start:end].lower(), prompt[start:end])
+    return list(words.values())
+
+
 def tokenize_prompts(
     tokenizer: PreTrainedTokenizerFast, prompts: str | Sequence[str], context_length: int
 ) -> tuple[torch.LongTensor, torch.BoolTensor]:
@@ -264,14 +305,13 @@ def tokenize_prompts(
 
     ids = torch.full((len(prompts), context_length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), context_length), dtype=torch.bool)
-    # A word-level tokenizer maps unknown words to its unk token; GPT-2's byte-level BPE never does (its unk is
-    # its pad token), so only a distinct unk token is worth reporting.
-    unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id not in (None, pad_id) else None
+    unk_id = _unknown_token_id(tokenizer)
     for i, tokens in enumerate(encoded):
         if unk_id is not None and unk_id in tokens:
+            words = ", ".join(repr(word) for word in unknown_words(tokenizer, prompts[i]))
             logger.warning(
-                f"Prompt {i} ({prompts[i]!r}) has words outside the tokenizer's vocabulary; the model sees them "
-                f"as {tokenizer.unk_token!r}."
+                f"Prompt {i} ({prompts[i]!r}) has words outside the tokenizer's vocabulary: {words}; the model sees "
+                f"them as {tokenizer.unk_token!r}."
             )
         if len(tokens) > context_length:
             removed = tokenizer.decode(tokens[context_length:], clean_up_tokenization_spaces=False)
@@ -290,8 +330,8 @@ def build_word_level_tokenizer(words: Sequence[str], context_length: int) -> Pre
     """Build a small lower-casing word-level tokenizer, for tiny models trained from scratch on a closed vocabulary.
 
     Ids: ``<pad>`` = 0, ``<unk>`` = 1, then `words` in order (lower-cased, duplicates dropped). Text is lower-cased,
-    punctuation is dropped and words are split on whitespace; words outside the vocabulary become ``<unk>``, which
-    [`tokenize_prompts`] reports in a warning. It pads and truncates like the GPT-2 tokenizer through
+    punctuation is dropped and words are split on whitespace; words outside the vocabulary become ``<unk>``:
+    [`unknown_words`] lists them and [`tokenize_prompts`] names them in a warning. It pads and truncates like the GPT-2 tokenizer through
     [`tokenize_prompts`] and saves / loads with `save_pretrained` / `from_pretrained`.
 
     Args:

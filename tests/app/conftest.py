@@ -21,22 +21,28 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_server():
-    """The app on the embedded models, served on 127.0.0.1 at a free port: (url, its models, its callbacks)."""
+def app_demo():
+    """The app (its `gradio.Blocks`) on the embedded models, served on 127.0.0.1 at a free port."""
     from diffusers_glide.app import build_app, launch_options, load_app_models
 
-    models = load_app_models()
-    demo = build_app(models)
+    demo = build_app(load_app_models())
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(port=_free_port()))
     try:
-        yield demo.local_url.rstrip("/"), models, demo.glide_callbacks
+        yield demo
     finally:
         demo.close()
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """Headless Chromium driven by Selenium. Missing browsers fail the tests under CI (which installs them)."""
+def app_server(app_demo):
+    """The served app: (url, its models, its callbacks)."""
+    callbacks = app_demo.glide_callbacks
+    return app_demo.local_url.rstrip("/"), callbacks.models, callbacks
+
+
+def new_chromium():
+    """A headless Chromium driven by Selenium (quit it when done). Missing browsers fail the tests under CI (which
+    installs them)."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     if missing:
         message = (
@@ -63,7 +69,13 @@ def chromium():
     ):
         options.add_argument(flag)
     # the Service path keeps Selenium from downloading a driver
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium driven by Selenium, shared by the browser tests."""
+    driver = new_chromium()
     try:
         yield driver
     finally:

@@ -21,7 +21,9 @@ from .. import samplers
 from ..cascade import Cascade, make_generator
 from ..messages import cut_short, one_line
 from ..pipelines.memory import BatchTooLargeError
+from .help import unknown_words_note
 from .models import SAMPLERS, AppModels, sampler_of_label, steps_range
+from .sessions import SessionWatch
 from .uploads import EditorInput, UploadError, read_upload, resize_square, upscale_mask
 
 MAX_IMAGES = 8  # per request: one request holds the pipelines until it ends
@@ -32,7 +34,7 @@ SHOWN_CHARACTERS = 32  # of a value that a message quotes
 
 
 class Cancelled(Exception):
-    """Raised inside the denoising loop when the user pressed Stop."""
+    """Raised inside the denoising loop when the user pressed Stop or left the page."""
 
 
 def shown(value, repr_: bool = False) -> str:
@@ -87,25 +89,29 @@ class GlideAppCallbacks:
         self.models = models
         self._lock = threading.Lock()  # one pipeline call at a time: they share modules and swap schedulers
         self._stop_events: dict[str | None, threading.Event] = {}
+        self.sessions = SessionWatch()  # its `close` is the page's unload listener
 
     # ---------------------------------------------------------------------------------------------------------
     # Running one request
 
     @contextlib.contextmanager
     def _job(self, request: gr.Request | None):
-        """Hold the pipelines for one request; yields the step callback that stops the loop on `cancel`. Input
-        errors from the pipelines become messages in the page."""
+        """Hold the pipelines for one request; yields the step callback that stops the loop on `cancel` or when the
+        request's client has left (`sessions.py`). Input errors from the pipelines become messages in the page."""
         session = getattr(request, "session_hash", None)
         stop = threading.Event()
+        client_gone = self.sessions.watch(request)
 
         def stop_check(pipe, step, timestep, callback_kwargs):
-            if stop.is_set():
+            if stop.is_set() or client_gone():
                 raise Cancelled
             return callback_kwargs
 
         with self._lock:
             self._stop_events[session] = stop
             try:
+                if client_gone():  # left while the request waited
+                    raise Cancelled
                 yield stop_check
             except Cancelled:
                 raise gr.Error("Stopped.") from None
@@ -225,6 +231,7 @@ class GlideAppCallbacks:
         info = f"Seed {seed} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {images[0].width}x{images[0].height} · {elapsed:.1f} s"
+        info += unknown_words_note(base.tokenizer, prompt, negative_prompt)
         return _gallery_items(images, seed, sampler, steps, elapsed), info, images
 
     def img2img(
@@ -271,7 +278,8 @@ class GlideAppCallbacks:
                 clip_guidance_scale=clip_guidance_scale,
             ).images
         elapsed = time.perf_counter() - started
-        info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {elapsed:.1f} s" + note
+        info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {elapsed:.1f} s"
+        info += note + unknown_words_note(pipe.tokenizer, prompt, negative_prompt)
         return _gallery_items(images, seed, sampler, steps, elapsed), info
 
     def edit(
@@ -337,7 +345,7 @@ class GlideAppCallbacks:
         info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
         info += f" · {result.width}x{result.height} · {time.perf_counter() - started:.1f} s"
-        info += self._stretch_note(source.background)
+        info += self._stretch_note(source.background) + unknown_words_note(pipe.tokenizer, prompt)
         return result, mask, info
 
     def upscale(
@@ -373,7 +381,7 @@ class GlideAppCallbacks:
         info = (
             f"Seed {seed} · {sampler}, {steps} steps · {size}x{size} -> {result.width}x{result.height} · "
             f"{time.perf_counter() - started:.1f} s{note}"
-        )
+        ) + unknown_words_note(pipe.tokenizer, prompt)
         return result, info
 
     # ---------------------------------------------------------------------------------------------------------

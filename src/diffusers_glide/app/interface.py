@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from .callbacks import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, GlideAppCallbacks
+from .help import ENTER_HINT, PromptHelp, models_line, prompt_help
 from .models import SAMPLERS, AppModels, default_sampling, load_app_models, steps_range
 from .raw_inputs import pass_editor_files, pass_upload_path, pass_values_as_sent
 from .uploads import UploadError, read_upload
@@ -111,6 +112,31 @@ def _clip_scale(models: AppModels, prefix: str) -> gr.Slider:
     label = "CLIP guidance scale (0 = off)"
     return gr.Slider(
         0, MAX_GUIDANCE, value=0.0, step=0.5, label=label, visible=models.has_clip, elem_id=f"{prefix}-clip"
+    )
+
+
+def _prompt_box(page_help: PromptHelp, prefix: str) -> gr.Textbox:
+    """A one-line prompt box (Enter submits it) with an example as its placeholder and, for a model that reads a
+    closed vocabulary, that vocabulary below it."""
+    prompt = gr.Textbox(
+        label="Prompt",
+        lines=1,
+        placeholder=f"e.g. {page_help.placeholder}",
+        info=ENTER_HINT,
+        elem_id=f"{prefix}-prompt",
+    )
+    gr.Markdown(page_help.vocabulary, visible=bool(page_help.vocabulary), elem_id=f"{prefix}-vocabulary")
+    return prompt
+
+
+def _examples(page_help: PromptHelp, prompt: gr.Textbox, prefix: str, what: str) -> gr.Examples:
+    """The model's example prompts: a click puts one in `prompt`."""
+    return gr.Examples(
+        [[example] for example in page_help.examples],
+        [prompt],
+        label=f"Examples ({what})",
+        examples_per_page=len(page_help.examples),
+        elem_id=f"{prefix}-examples",
     )
 
 
@@ -256,9 +282,11 @@ def _generate_tab(models: AppModels, callbacks: GlideAppCallbacks):
     with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
         with gr.Row(elem_classes="glide-main"):
             with gr.Column(elem_classes="glide-inputs"):
-                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="generate-prompt")
+                page_help = prompt_help(models)
+                prompt = _prompt_box(page_help, "generate")
                 negative = gr.Textbox(label="Negative prompt (optional)", elem_id="generate-negative")
                 run, stop = _run_and_stop("Generate", "generate")
+                examples = _examples(page_help, prompt, "generate", "click one to generate")
                 with gr.Column(elem_classes="glide-settings"):
                     with gr.Row():
                         guidance = _guidance(3.0, "generate")
@@ -288,7 +316,16 @@ def _generate_tab(models: AppModels, callbacks: GlideAppCallbacks):
         show_progress_on=gallery,  # not over the info line
         **PIPELINE_QUEUE,
     )
-    stop.click(_stopper(callbacks, running), None, info, cancels=[event], queue=False)
+    # a clicked example fills the prompt box, then generates
+    example_event = examples.load_input_event.then(
+        _showing_text(callbacks.generate, 3, 1, running),
+        [*inputs, upsample, upsample_steps, upsample_sampler],
+        [gallery, info, images],
+        api_visibility="undocumented",
+        show_progress_on=gallery,
+        **PIPELINE_QUEUE,
+    )
+    stop.click(_stopper(callbacks, running), None, info, cancels=[event, example_event], queue=False)
     gallery.select(_selected_index, None, selected)
     return images, selected, to_edit
 
@@ -372,9 +409,11 @@ def _img2img_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
         with gr.Row(elem_classes="glide-main"):
             with gr.Column(elem_classes="glide-inputs"):
                 image = _image_input("Starting image", "img2img-image")
-                prompt = gr.Textbox(label="Prompt", elem_id="img2img-prompt")
+                page_help = prompt_help(models)
+                prompt = _prompt_box(page_help, "img2img")
                 negative = gr.Textbox(label="Negative prompt (optional)", elem_id="img2img-negative")
                 run, stop = _run_and_stop("Generate", "img2img")
+                _examples(page_help, prompt, "img2img", "click one to fill the prompt")
                 with gr.Column(elem_classes="glide-settings"):
                     with gr.Row():
                         strength = _strength(0.8, "img2img", "Strength (1 = ignore the image)")
@@ -389,7 +428,8 @@ def _img2img_tab(models: AppModels, callbacks: GlideAppCallbacks) -> None:
                 gallery = _gallery("img2img-gallery")
                 info = gr.Markdown(elem_id="img2img-info")
     running = set()
-    event = run.click(
+    event = gr.on(
+        [run.click, prompt.submit],
         _showing_text(callbacks.img2img, 2, 1, running),
         [image, prompt, negative, strength, guidance, steps, sampler, seed, random_seed, num_images, clip_scale],
         [gallery, info],
@@ -459,6 +499,7 @@ def build_app(models: AppModels | None = None) -> gr.Blocks:
     # uploads and results older than an hour are deleted from Gradio's cache every hour
     with gr.Blocks(title="GLIDE", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(_describe(models))
+        gr.Markdown(models_line(models), elem_id="model-label")
         with gr.Tabs() as tabs:
             images, selected, to_edit = _generate_tab(models, callbacks)
             if models.inpaint is not None:
@@ -469,6 +510,7 @@ def build_app(models: AppModels | None = None) -> gr.Blocks:
             _img2img_tab(models, callbacks)
             if models.upsampler is not None:
                 _upscale_tab(models, callbacks)
+        demo.unload(callbacks.sessions.close)  # a reloaded or closed page stops its request at the next step
         _keep_prompts(demo)
     for block in demo.blocks.values():
         if isinstance(block, gr.Slider):

@@ -3,11 +3,13 @@ name."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import torch
 
 from .. import cascade, samplers
+from ..embedded import embedded_model_path
 from ..pipelines import GlideImg2ImgPipeline, GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 
 # the sampler dropdowns, by the names of `diffusers_glide.samplers.LABELS`: GLIDE's two samplers on uniformly
@@ -45,6 +47,9 @@ class AppModels:
     The pipelines of the app. `base` is required; a tab whose pipeline is missing is not shown.
 
     `img2img` shares the base pipeline's modules (`GlideImg2ImgPipeline.from_pipe`), so it costs no memory.
+    `names` holds the model name each stage was loaded from ("base", "inpaint", "upsampler", "inpaint_upsampler",
+    "clip": `cascade.DEFAULT` for an embedded model, `"openai"`, a folder or a Hub id), for the page's header; a
+    missing "base" is read from the base pipeline's `name_or_path`.
     """
 
     base: GlidePipeline
@@ -52,8 +57,13 @@ class AppModels:
     upsampler: GlideUpsamplePipeline | None = None
     inpaint_upsampler: GlideUpsamplePipeline | None = None
     img2img: GlideImg2ImgPipeline | None = None
+    names: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self):
+        if "base" not in self.names:
+            source = getattr(self.base, "name_or_path", None)
+            embedded = source is not None and os.path.abspath(source) == os.path.abspath(embedded_model_path("base"))
+            self.names = {**self.names, "base": cascade.DEFAULT if embedded else source}
         if self.img2img is None:
             # from_pipe logs diffusers' "modules ... kept in float32: []" for every module, an empty list here
             with samplers.diffusers_errors_only():
@@ -102,4 +112,11 @@ def load_app_models(
             ("inpaint_upsampler", GlideUpsamplePipeline, inpaint_upsampler, "upsample-inpaint"),
         )
     }
-    return AppModels(base=base, **loaded)
+    names = {
+        "base": model or cascade.DEFAULT,
+        "inpaint": named(inpaint),
+        "upsampler": named(upsampler),
+        "inpaint_upsampler": named(inpaint_upsampler),
+        "clip": named(clip),
+    }
+    return AppModels(base=base, **loaded, names=names)
