@@ -138,7 +138,8 @@ class Page:
 @pytest.fixture()
 def page(app_server, chromium):
     url, _, _ = app_server
-    return Page(chromium, url).open()
+    yield Page(chromium, url).open()
+    chromium.execute_script("window.localStorage.clear()")  # the page keeps its prompts there across reloads
 
 
 def _scene(path, size: int = 32) -> Path:

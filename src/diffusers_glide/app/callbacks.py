@@ -227,12 +227,12 @@ class GlideAppCallbacks:
                 negative_prompt=negative_prompt or None,
                 callback_on_step_end=stop_check,
             ).images
+        elapsed = time.perf_counter() - started
         info = f"Seed {seed} · {sampler}, {steps} steps"
         info += _upsampling_note(upsampler, upsample_sampler, upsample_steps)
-        info += f" · {images[0].width}x{images[0].height} · {time.perf_counter() - started:.1f} s"
+        info += f" · {images[0].width}x{images[0].height} · {elapsed:.1f} s"
         info += unknown_words_note(base.tokenizer, prompt, negative_prompt)
-        gallery = [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)]
-        return gallery, info, images
+        return _gallery_items(images, seed, sampler, steps, elapsed), info, images
 
     def img2img(
         self,
@@ -277,11 +277,10 @@ class GlideAppCallbacks:
                 generator=generator,
                 clip_guidance_scale=clip_guidance_scale,
             ).images
-        info = (
-            f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {time.perf_counter() - started:.1f} s"
-        )
+        elapsed = time.perf_counter() - started
+        info = f"Seed {seed} · strength {strength:g} · {sampler}, {steps} steps · {elapsed:.1f} s"
         info += note + unknown_words_note(pipe.tokenizer, prompt, negative_prompt)
-        return [(image, f"seed {seed}, image {index + 1}") for index, image in enumerate(images)], info
+        return _gallery_items(images, seed, sampler, steps, elapsed), info
 
     def edit(
         self,
@@ -414,6 +413,15 @@ class GlideAppCallbacks:
             raise gr.Error("Generate an image first.")
         index = selected if isinstance(selected, int) and 0 <= selected < len(images) else 0
         return _editor_value(_as_image(images[index]))
+
+
+def _gallery_items(images, seed: int, sampler: str, steps: int, elapsed: float) -> list[tuple]:
+    """The gallery's (image, caption) items; the caption, shown under each image, is also the image's name in the
+    page (its alt text), so that each is told apart."""
+    caption = f"seed {seed} · {sampler} · {steps} steps · {elapsed:.1f} s"
+    if len(images) == 1:
+        return [(images[0], caption)]
+    return [(image, f"image {index + 1} of {len(images)} · {caption}") for index, image in enumerate(images)]
 
 
 def _upsampling_note(upsampler, sampler: str | None, steps: int | None) -> str:

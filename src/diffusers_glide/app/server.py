@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from .interface import CSS
+from .interface import CSS, HEAD
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; `--host 0.0.0.0` serves the network
 DEFAULT_PORT = 7860  # Gradio's
@@ -52,5 +52,6 @@ def launch_options(
         "max_file_size": file_size_bytes(max_file_size),
         "css": CSS,
         "js": upload_guard_js(max_file_size),
+        "head": HEAD,
         "footer_links": ["gradio"],
     }
