@@ -171,6 +171,12 @@ def test_the_palette_names_the_mask_and_closes_on_a_choice(page, tmp_path):
     ]
     # Gradio 6.31 marks no swatch of a see-through brush colour; what it must not do is mark the opaque white one
     assert selected in ([], [labels[0]]), "an opaque swatch is marked while the brush paints see-through"
+    # the page marks the swatch of the brush's colour: the mask at first
+    pressed = [
+        swatch.get_attribute("aria-label") for swatch in swatches if swatch.get_attribute("aria-pressed") == "true"
+    ]
+    assert pressed == [labels[0]]
+    assert "glide-chosen" in swatches[0].get_attribute("class")
     # the see-through swatch is drawn on a checkerboard, opaque, so that it shows on the white page
     style = page.driver.execute_script(
         "const s = getComputedStyle(arguments[0]); return [s.opacity, s.backgroundImage]", swatches[0]
@@ -178,6 +184,15 @@ def test_the_palette_names_the_mask_and_closes_on_a_choice(page, tmp_path):
     assert style[0] == "1" and "gradient" in style[1]
     next(swatch for swatch in swatches if swatch.get_attribute("aria-label") == "Colour red").click()
     page.wait_for(lambda: page.find("#edit-editor menu.swatch") is None)
+    # opened again, the palette marks red, and only red
+    page.find("#edit-editor button[aria-label=Color]").click()
+    page.wait_for(lambda: page.find("#edit-editor menu.swatch"))
+    time.sleep(0.5)
+    swatches = page.driver.find_elements("css selector", "#edit-editor menu.swatch button.color")
+    pressed = [
+        swatch.get_attribute("aria-label") for swatch in swatches if swatch.get_attribute("aria-pressed") == "true"
+    ]
+    assert pressed == ["Colour red"]
 
 
 def test_a_narrow_screen_shows_the_result_near_the_button(page):

@@ -31,6 +31,9 @@ CSS = (
     "#edit-editor button.glide-mask-swatch { opacity: 1 !important; outline: 1px solid #666; "
     "background: linear-gradient(#ffffff80, #ffffff80), repeating-conic-gradient(#888 0 25%, #fff 0 50%) 0 0 / 8px 8px "
     "!important; } "
+    # the swatch of the brush's colour (the page marks it: Gradio marks none for the see-through mask)
+    "#edit-editor button.color.glide-chosen { box-shadow: 0 0 0 2px var(--body-background-fill), 0 0 0 4px "
+    "var(--color-accent) !important; } "
     # narrow screens: the prompt and its button, then the results, then the settings
     "@media (max-width: 720px) { "
     ".glide-main { flex-direction: column !important; flex-wrap: nowrap !important; } "

@@ -18,6 +18,10 @@
     const label = block && block.querySelector("[data-testid=block-label], label span, .label-wrap span");
     return label ? label.textContent.trim() : "";
   };
+  // the editor's brush colour as the page last chose it: the mask until a swatch is clicked (Gradio marks no swatch
+  // while the brush paints see-through, so the page marks the chosen one itself)
+  const MASK_LABEL = "Mask (see-through: marks the region to repaint)";
+  let chosen = MASK_LABEL;
   const name = () => {
     document.querySelectorAll("button.color").forEach((swatch) => {
       if (swatch.classList.contains("colorpicker")) {
@@ -26,11 +30,16 @@
       }
       const rgb = (swatch.style.backgroundColor.match(/\d+/g) || []).slice(0, 3).join(",");
       const seeThrough = parseFloat(swatch.style.opacity || "1") < 1;
-      const label = seeThrough ? "Mask (see-through: marks the region to repaint)" : `Colour ${colourNames[rgb] || rgb}`;
+      const label = seeThrough ? MASK_LABEL : `Colour ${colourNames[rgb] || rgb}`;
       if (swatch.getAttribute("aria-label") !== label) {
         swatch.setAttribute("aria-label", label);
         swatch.title = label;
         if (seeThrough) swatch.classList.add("glide-mask-swatch");
+      }
+      if (swatch.closest("#edit-editor")) {
+        const isChosen = label === chosen;
+        if (swatch.classList.contains("glide-chosen") !== isChosen) swatch.classList.toggle("glide-chosen", isChosen);
+        if (swatch.getAttribute("aria-pressed") !== String(isChosen)) swatch.setAttribute("aria-pressed", String(isChosen));
       }
     });
     const counts = {};
@@ -53,6 +62,8 @@
       const swatch = event.target instanceof Element && event.target.closest("button.color:not(.colorpicker)");
       const editor = swatch && swatch.closest("#edit-editor");
       if (!editor) return;
+      chosen = swatch.getAttribute("aria-label") || chosen;
+      name();
       setTimeout(() => {
         // the Brush tool's button closes the palette and keeps painting with the chosen colour
         const brush = editor.querySelector("button[aria-label=Brush]");
