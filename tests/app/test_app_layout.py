@@ -100,9 +100,9 @@ def test_errors_and_stops_are_text_in_the_info_line(page, app_server, tmp_path):
     assert page.find("#generate-info .error") is None or not page.find("#generate-info .error").is_displayed()
 
     page.type("generate-prompt", PROMPT)
-    page.set_number("generate-steps", 250)
+    page.set_number("generate-steps", 999)  # long enough that Stop comes first on a busy machine
     page.click("generate-button")
-    page.wait_for(lambda: "/250" in page.driver.page_source, TIMEOUT)
+    page.wait_for(lambda: "/999" in page.driver.page_source, TIMEOUT)
     page.click("generate-stop")
     page.wait_for(lambda: _info(page, "generate") == "Stopped.", TIMEOUT)
     page.wait_for(lambda: not callbacks._lock.locked(), TIMEOUT)
