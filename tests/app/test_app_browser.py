@@ -38,6 +38,9 @@ class Page:
     def open(self) -> "Page":
         self.driver.set_window_size(1280, 1000)
         self.driver.get(self.url)
+        # a fresh page for every test: the page keeps its prompts in the browser's storage across reloads
+        self.driver.execute_script("window.localStorage.clear()")
+        self.driver.get(self.url)
         self.wait_for(lambda: self.find("#generate-prompt textarea"))
         return self
 
