@@ -17,6 +17,7 @@ them, so that the command line can read the names here and keep its help instant
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -107,6 +108,17 @@ def make_generator(seed: int | None, device: str | torch.device) -> torch.Genera
     return None if seed is None else torch.Generator(device).manual_seed(seed)
 
 
+@contextlib.contextmanager
+def _model_hint(source: str):
+    """Loading errors of a `source` that is no local path end with `MODEL_HINT` (what the name could have been)."""
+    try:
+        yield
+    except OSError as error:
+        if os.path.exists(source):
+            raise
+        raise OSError(f"{error} {MODEL_HINT}") from error
+
+
 def load_pipeline(
     pipeline_class,
     model: str | None,
@@ -125,12 +137,8 @@ def load_pipeline(
     import torch
 
     source = model_source(model, kind, progress)
-    try:
+    with _model_hint(source):
         pipe = pipeline_class.from_pretrained(source, dtype=dtype or torch.float32)
-    except OSError as error:
-        if os.path.exists(source):
-            raise
-        raise OSError(f"{error} {MODEL_HINT}") from error
     # float16 runs on the CPU (torch has CPU kernels for it): no warning per module that it cannot
     pipe = pipe.to(device, silence_dtype_warnings=True)
     if not progress:
@@ -146,12 +154,8 @@ def load_clip_guidance(pipe, clip: str | None, dtype: torch.dtype | None = None,
     if clip is None:
         return
     source = model_source(clip, "clip", progress)
-    try:
+    with _model_hint(source):
         pipe.load_clip_guidance(source, dtype=dtype)
-    except OSError as error:
-        if os.path.exists(source):
-            raise
-        raise OSError(f"{error} {MODEL_HINT}") from error
 
 
 def clip_guidance_scale(scale: float | None, clip: str | None) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from pathlib import Path
 
 from ..batch_generation import seed_number
@@ -257,3 +258,8 @@ def builds_flags_of(command: str, argv: list[str] | None) -> bool:
 def command_arguments(args: argparse.Namespace) -> argparse.Namespace:
     """`args` without the parser's dispatch entries (`DISPATCH_KEYS`): the command's own flags."""
     return argparse.Namespace(**{key: value for key, value in vars(args).items() if key not in DISPATCH_KEYS})
+
+
+def recorded_command(name: str, argv: list[str]) -> str:
+    """The command line of subcommand `name` as a model card records it: `diffusers-glide NAME <its flags>`."""
+    return shlex.join([PROG, name, *argv[argv.index(name) + 1 :]])

@@ -7,10 +7,9 @@ names it (`builds_flags_of`), so that help and the other commands start without 
 from __future__ import annotations
 
 import argparse
-import shlex
 from functools import partial
 
-from .arguments import PROG, builds_flags_of, command_arguments
+from .arguments import builds_flags_of, command_arguments, recorded_command
 
 NAME = "train"
 
@@ -42,7 +41,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Train; the model card records the command line `argv`. Returns the exit code."""
     from ..training import train
 
-    rest = argv[argv.index(NAME) + 1 :]
-    path = train(command_arguments(args), command=shlex.join([PROG, NAME, *rest]))
+    path = train(command_arguments(args), command=recorded_command(NAME, argv))
     print(f"Saved the trained pipeline to {path}")
     return 0

@@ -7,10 +7,9 @@ names it (`builds_flags_of`), so that help and the other commands start without 
 from __future__ import annotations
 
 import argparse
-import shlex
 from functools import partial
 
-from .arguments import PROG, builds_flags_of, command_arguments
+from .arguments import builds_flags_of, command_arguments, recorded_command
 
 NAME = "train-clip"
 
@@ -43,7 +42,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Train the noised CLIP; the model card records the command line `argv`. Returns the exit code."""
     from ..training.clip_trainer import train_clip
 
-    rest = argv[argv.index(NAME) + 1 :]
-    path = train_clip(command_arguments(args), command=shlex.join([PROG, NAME, *rest]))
+    path = train_clip(command_arguments(args), command=recorded_command(NAME, argv))
     print(f"Saved the noised CLIP to {path}")
     return 0
