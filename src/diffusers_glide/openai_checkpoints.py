@@ -110,6 +110,8 @@ def openai_model_path(kind: str = "base", progress: bool = True) -> str:
     _check_kind(kind)
     if _is_converted(kind):
         return str(converted_folder(kind))
+    for name in RELEASED_FILES[kind]:  # offline: the error before anything (even a lock file) is written
+        _check_not_offline(name)
     from filelock import FileLock
 
     locks = openai_dir() / ".locks"
@@ -165,18 +167,24 @@ def download_released_file(name: str, progress: bool = True) -> Path:
     if target.is_file():
         _check_record(target)
         return target
+    _check_not_offline(name)
     url = release_url() + name
-    if is_offline():
-        raise DownloadError(
-            f"OpenAI's {name} is not in the cache and HF_HUB_OFFLINE is set, so it was not downloaded: fetch {url} "
-            f"elsewhere and put it at {target}. Nothing was written."
-        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(name + ".incomplete")
     _fetch(url, partial, name, progress)
     _write_record(partial, target)
     os.replace(partial, target)
     return target
+
+
+def _check_not_offline(name: str) -> None:
+    """In offline mode, a released file missing from the cache is an error naming where to put it."""
+    target = openai_dir() / "downloads" / name
+    if is_offline() and not target.is_file():
+        raise DownloadError(
+            f"OpenAI's {name} is not in the cache and HF_HUB_OFFLINE is set, so it was not downloaded: fetch "
+            f"{release_url() + name} elsewhere and put it at {target}. Nothing was written."
+        )
 
 
 def _fetch(url: str, partial: Path, name: str, progress: bool) -> None:
