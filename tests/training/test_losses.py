@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -138,3 +139,35 @@ def test_an_x0_model_is_trained_on_x0_with_the_same_variance_term():
     torch.testing.assert_close(by_x0.vb, by_eps.vb, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="`prediction_type` must be 'epsilon' or 'sample', got 'v_prediction'"):
         GlideDiffusionLoss(prediction_type="v_prediction")
+
+
+def test_snr_floor_weighs_only_the_noisiest_steps():
+    loss = GlideDiffusionLoss(snr_floor=0.03)
+    timesteps = torch.tensor([0, 500, 800, 900, 950, 999])
+    alphas_cumprod = torch.from_numpy(np.asarray(GlideScheduler().alphas_cumprod, dtype=np.float64))[timesteps]
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    expected = (0.03 / snr).clamp(1, 100).float()
+    weights = loss.snr_floor_weights(timesteps)
+    torch.testing.assert_close(weights, expected)
+    assert weights[:3].tolist() == [1.0, 1.0, 1.0] and weights[-1] == 100.0 and 1 < weights[3] < weights[4] < 100
+
+    # the MSE part of the loss is weighted per sample; the variational-bound part is not
+    model_output, x_start, noise = torch.randn(6, 6, 4, 4), torch.rand(6, 3, 4, 4) * 2 - 1, torch.randn(6, 3, 4, 4)
+    x_t = loss.add_noise(x_start, noise, timesteps)
+    plain = GlideDiffusionLoss()(model_output, x_start, x_t, noise, timesteps)
+    floored = loss(model_output, x_start, x_t, noise, timesteps)
+    torch.testing.assert_close(floored.mse, plain.mse * expected)
+    torch.testing.assert_close(floored.vb, plain.vb)
+
+
+def test_timestep_bias_draws_the_noisiest_steps_more_often():
+    loss = GlideDiffusionLoss()
+    uniform = loss.sample_timesteps(40_000, "cpu", torch.Generator().manual_seed(0))
+    biased = loss.sample_timesteps(
+        40_000, "cpu", torch.Generator().manual_seed(0), bias_portion=0.2, bias_multiplier=4.0
+    )
+    assert biased.min() >= 0 and biased.max() <= 999
+    # the last 20% of the steps hold 20% of the draws uniformly, and 4 * 0.2 / (0.8 + 4 * 0.2) = 50% biased
+    assert abs(float((uniform >= 800).float().mean()) - 0.2) < 0.01
+    assert abs(float((biased >= 800).float().mean()) - 0.5) < 0.01
+    assert abs(float((biased < 400).float().mean()) - 0.25) < 0.01  # uniform below the biased portion

@@ -70,6 +70,11 @@ OPTIMIZER_RANGES = {
     "max_grad_norm": Interval(0.0),  # 0 disables clipping
     "vb_weight": Interval(0.0),
     "noise_offset": Interval(0.0),
+    "timestep_bias_portion": Interval(0.0, 1.0),
+    "snr_floor": Interval(0.0),
+    "pyramid_noise_discount": Interval(0.0, 1.0, high_open=True),
+    "shapes_position_prob": Interval(0.0, 1.0),
+    "timestep_bias_multiplier": Interval(0.0, low_open=True),
 }
 
 
@@ -110,6 +115,12 @@ def add_data_source_arguments(parser: argparse.ArgumentParser) -> argparse._Argu
     data.add_argument("--image_column", default="image")
     data.add_argument("--caption_column", default="text")
     data.add_argument("--num_shape_images", type=int, default=200_000, help="size of one shapes epoch")
+    data.add_argument(
+        "--shapes_position_prob",
+        type=float,
+        default=0.5,
+        help="how often a shapes caption names the position of its shape (the shape is placed either way)",
+    )
     data.add_argument("--no_center_crop", action="store_true", help="squash images to squares instead of cropping")
     return data
 
@@ -171,6 +182,34 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default=0.0,
         help="add this times a per-image, per-channel N(0, 1) constant to the training noise ('offset noise'); "
         "helps small models learn the overall colour of an image from the text. 0 (default) is GLIDE's objective",
+    )
+    optim.add_argument(
+        "--pyramid_noise_discount",
+        type=float,
+        default=0.0,
+        help="add noise drawn at 1/2, 1/4, ... of the image size, the i-th weighted by DISCOUNT**i ('multi-resolution "
+        "noise'), so that colours and places stay uncertain in x_t for longer and are learned from the text; "
+        "0 (default): GLIDE's white noise",
+    )
+    optim.add_argument(
+        "--snr_floor",
+        type=float,
+        default=0.0,
+        help="weigh the epsilon loss of each step by max(1, SNR_FLOOR / SNR(t)) (at most 100), so that the noisiest "
+        "steps, where only the text says where things go, count; 0 (default): GLIDE's unweighted loss",
+    )
+    optim.add_argument(
+        "--timestep_bias_portion",
+        type=float,
+        default=0.0,
+        help="the noisiest fraction of the timesteps to draw more often (diffusers' 'later' timestep bias); those "
+        "steps decide where things go, which a small model otherwise barely learns. 0 (default): uniform, as GLIDE",
+    )
+    optim.add_argument(
+        "--timestep_bias_multiplier",
+        type=float,
+        default=1.0,
+        help="how many times as often those timesteps are drawn (default 1: uniform)",
     )
     optim.add_argument("--ema_decay", type=float, default=0.9999, help="maximum EMA decay; 0 disables the EMA")
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")

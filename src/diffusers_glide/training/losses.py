@@ -55,6 +55,9 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
     )
 
 
+SNR_FLOOR_MAX_WEIGHT = 100.0  # the last steps' SNR falls to ~1e-9: their weight stops growing here
+
+
 class GlideDiffusionLoss:
     """
     Forward process and hybrid loss over the ORIGINAL (un-respaced) timesteps of a GLIDE scheduler config.
@@ -80,6 +83,7 @@ class GlideDiffusionLoss:
         beta_end: float = 0.02,
         vb_weight: float = 1.0,
         prediction_type: str = "epsilon",
+        snr_floor: float = 0.0,
     ):
         if prediction_type not in ("epsilon", "sample"):
             raise ValueError(f"`prediction_type` must be 'epsilon' or 'sample', got {prediction_type!r}.")
@@ -88,9 +92,10 @@ class GlideDiffusionLoss:
         self.process = ForwardProcess.from_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)
         self.num_train_timesteps = num_train_timesteps
         self.vb_weight = vb_weight
+        self.snr_floor = snr_floor
 
     @classmethod
-    def from_scheduler_config(cls, config, vb_weight: float = 1.0) -> GlideDiffusionLoss:
+    def from_scheduler_config(cls, config, vb_weight: float = 1.0, snr_floor: float = 0.0) -> GlideDiffusionLoss:
         """From a `GlideScheduler` (or compatible diffusers scheduler) config."""
         if config.get("variance_type", "learned_range") != "learned_range":
             raise ValueError(
@@ -104,14 +109,39 @@ class GlideDiffusionLoss:
             beta_start=config.get("beta_start", 0.0001),
             beta_end=config.get("beta_end", 0.02),
             vb_weight=vb_weight,
+            snr_floor=snr_floor,
         )
+
+    def snr_floor_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights of the epsilon loss, max(1, snr_floor / SNR(t)) capped at SNR_FLOOR_MAX_WEIGHT.
+
+        The epsilon loss weighs an error of the predicted image by SNR(t), almost nothing at the noisiest steps,
+        where x_t no longer shows where things are and only the text can say it: with a floor, those steps weigh
+        at least `snr_floor` (in image terms) and a small model learns layout from the text (the mirror image of
+        min-SNR weighting, which caps the weight of the easy, nearly clean steps)."""
+        alphas_cumprod = self._gather("alphas_cumprod", timesteps, torch.empty(len(timesteps))).double()
+        snr = alphas_cumprod / (1 - alphas_cumprod)
+        return (self.snr_floor / snr).clamp(1.0, SNR_FLOOR_MAX_WEIGHT).float()
 
     def _gather(self, name: str, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.process.gather(name, timesteps, like)
 
-    def sample_timesteps(self, batch_size: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uniformly sampled training timesteps."""
-        return torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator).to(device)
+    def sample_timesteps(
+        self,
+        batch_size: int,
+        device,
+        generator: torch.Generator | None = None,
+        bias_portion: float = 0.0,
+        bias_multiplier: float = 1.0,
+    ) -> torch.Tensor:
+        """Training timesteps: uniform, or with the noisiest `bias_portion` of the schedule drawn `bias_multiplier`
+        times as often (diffusers' "later" timestep bias). Those steps decide an image's layout, but the epsilon
+        loss barely weighs them: the image itself shows where things are at every other step."""
+        if bias_portion <= 0 or bias_multiplier == 1:
+            return torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator).to(device)
+        weights = torch.ones(self.num_train_timesteps)
+        weights[self.num_train_timesteps - round(bias_portion * self.num_train_timesteps) :] = bias_multiplier
+        return torch.multinomial(weights, batch_size, replacement=True, generator=generator).to(device)
 
     def add_noise(self, x_start: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise, as `GlideScheduler.add_noise` computes it."""
@@ -174,6 +204,8 @@ class GlideDiffusionLoss:
         prediction, variance_values = model_output[:, :channels], model_output[:, channels:]
         target = x_start.float() if self.prediction_type == "sample" else noise
         mse = (prediction - target).square().flatten(1).mean(1)
+        if self.snr_floor and self.prediction_type == "epsilon":
+            mse = mse * self.snr_floor_weights(timesteps)
         if self.vb_weight:
             vb = self.vb_terms_bpd(prediction.detach(), variance_values, x_start.float(), x_t.float(), timesteps)
         else:

@@ -55,6 +55,26 @@ _CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Noise
+
+
+def pyramid_noise(noise: torch.Tensor, discount: float) -> torch.Tensor:
+    """`noise` plus noise drawn at 1/2, 1/4, ... of its size (down to one pixel) and upsampled, the `i`-th halving
+    weighted by `discount ** i`, rescaled to unit standard deviation per image ("multi-resolution noise").
+
+    Blobs of noise the size of a shape or of the whole image make the colours and the place of things uncertain in
+    x_t for longer, so the model learns to take them from the text instead (image to image can then recolour)."""
+    batch, channels, height, width = noise.shape
+    total, level, size = noise, 0, (height, width)
+    while size != (1, 1):
+        level += 1
+        size = (max(1, height >> level), max(1, width >> level))
+        coarse = torch.randn(batch, channels, *size, device=noise.device, dtype=noise.dtype)
+        total = total + discount**level * F.interpolate(coarse, size=(height, width), mode="bilinear")
+    return total / total.flatten(1).std(dim=1).view(batch, 1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Data and models
 
 
@@ -65,7 +85,13 @@ def build_dataset(args: argparse.Namespace, resolution: int) -> torch.utils.data
     if args.dataset_name:
         dataset = load_hf_dataset(args.dataset_name, args.dataset_split, args.dataset_config_name)
         return HFImageCaptionDataset(dataset, resolution, args.image_column, args.caption_column, center_crop)
-    return ShapesDataset(args.num_shape_images, resolution=resolution, split="train", seed=args.seed)
+    return ShapesDataset(
+        args.num_shape_images,
+        resolution=resolution,
+        split="train",
+        seed=args.seed,
+        name_position_prob=args.shapes_position_prob,
+    )
 
 
 def dataset_words(dataset) -> list[str]:
@@ -241,7 +267,9 @@ class GlideTrainer:
         set_seed(args.seed)
         self.tokenizer, self.text_encoder, self.unet, self.scheduler, self.dataset = load_or_build_components(args)
         check_prediction_type(self.unet.config, self.scheduler.config)
-        self.loss_fn = GlideDiffusionLoss.from_scheduler_config(self.scheduler.config, vb_weight=args.vb_weight)
+        self.loss_fn = GlideDiffusionLoss.from_scheduler_config(
+            self.scheduler.config, vb_weight=args.vb_weight, snr_floor=args.snr_floor
+        )
         self.resolution = self.unet.config.sample_size
         self.low_res_size = args.low_res_size or self.resolution // 4
         self.crop_size = check_crop_size(args.crop_size, self.resolution, self.low_res_size, self.unet)
@@ -336,13 +364,20 @@ class GlideTrainer:
             low_res_size = self.crop_size * self.low_res_size // self.resolution
         input_ids, mask = tokenize_prompts(self.tokenizer, batch["captions"], self.text_encoder_config.context_length)
         if timesteps is None:
-            timesteps = self.loss_fn.sample_timesteps(images.shape[0], device)
+            timesteps = self.loss_fn.sample_timesteps(
+                images.shape[0],
+                device,
+                bias_portion=self.args.timestep_bias_portion,
+                bias_multiplier=self.args.timestep_bias_multiplier,
+            )
         if noise is None:
             noise = torch.randn_like(images)
             if self.args.noise_offset:
                 # the mean colour of an image is otherwise fixed by the first, nearly pure-noise steps, where the
                 # epsilon loss barely depends on it; offset noise keeps it uncertain (and learnable) for longer
                 noise = noise + self.args.noise_offset * torch.randn(*images.shape[:2], 1, 1, device=device)
+            if self.args.pyramid_noise_discount:
+                noise = pyramid_noise(noise, self.args.pyramid_noise_discount)
         x_t = self.loss_fn.add_noise(images, noise, timesteps)
         with self.accelerator.autocast():
             with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):
