@@ -17,7 +17,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from diffusers_glide import GlideInpaintPipeline, GlidePipeline, GlideUpsamplePipeline
 from diffusers_glide.training import GlideTrainer, parse_training_args, train
-from diffusers_glide.training.trainer import STATE_FILE, _resolve_resume_path, list_checkpoints
+from diffusers_glide.training.trainer import STATE_FILE, _resolve_resume_path, list_checkpoints, pyramid_noise
 
 TINY = [
     "--shapes",
@@ -197,6 +197,27 @@ def test_noise_offset_shifts_each_channel_of_the_training_noise(tmp_path):
     assert 0.35 < channel_means.std().item() < 0.65, channel_means.std()
 
 
+def test_pyramid_noise_adds_coarse_noise_at_unit_variance():
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(64, 3, 32, 32, generator=generator)
+    torch.manual_seed(1)
+    pyramid = pyramid_noise(white, 0.8)
+    assert pyramid.shape == white.shape
+    torch.testing.assert_close(pyramid.flatten(1).std(dim=1), torch.ones(64))
+    # white noise averaged over 8x8 blocks keeps 1/64 of its variance; coarse noise keeps most of its own
+    blocks = torch.nn.functional.avg_pool2d
+    assert blocks(white, 8).var().item() < 0.03  # 1/64 = 0.016
+    assert blocks(pyramid, 8).var().item() > 0.15  # measured 0.26
+    assert pyramid_noise(torch.randn(2, 3, 16, 8), 0.5).shape == (2, 3, 16, 8)  # not square, not a power of two
+
+
+def test_shapes_position_prob_reaches_the_dataset(tmp_path):
+    trainer = GlideTrainer(_args(tmp_path, "--num_shape_images", "64", "--shapes_position_prob", "1.0"))
+    assert all(trainer.dataset.scene(i).position is not None for i in range(64))
+    trainer = GlideTrainer(_args(tmp_path / "none", "--num_shape_images", "64", "--shapes_position_prob", "0"))
+    assert all(trainer.dataset.scene(i).position is None for i in range(64))
+
+
 def test_argument_and_resume_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_training_args(["--output_dir", str(tmp_path), "--caption_dropout", "1.5"])
@@ -206,6 +227,16 @@ def test_argument_and_resume_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_training_args(["--output_dir", str(tmp_path), "--unet_config", "{not json"])
     assert "invalid JSON" in capsys.readouterr().err
+    for flag, value, interval in (
+        ("--shapes_position_prob", "1.5", "[0, 1]"),
+        ("--snr_floor", "-1", "[0, inf)"),
+        ("--timestep_bias_portion", "2", "[0, 1]"),
+        ("--timestep_bias_multiplier", "0", "(0, inf)"),
+        ("--pyramid_noise_discount", "1", "[0, 1)"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_training_args(["--output_dir", str(tmp_path), flag, value])
+        assert f"{flag} must be a finite number in {interval}, got {value}" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="is not a checkpoint folder written by this trainer"):
         train(_args(tmp_path, "--max_train_steps", "1", "--resume_from_checkpoint", str(tmp_path / "nope")))
 
