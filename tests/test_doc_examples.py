@@ -17,7 +17,10 @@ run here: those files are not available offline.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import shlex
 import textwrap
 from dataclasses import dataclass
@@ -44,6 +47,25 @@ CARDS = REPO_ROOT / "src" / "diffusers_glide" / "embedded"
 
 # command_line.md's Python snippet that writes in.png, mask.png, ... (the inputs of its editing commands)
 INPUTS_SNIPPET = 'save(image, "in.png")'
+# the Python examples that run embedded models: (guide, a piece of text unique to the block)
+README_CASCADE = (README, 'GlideUpsamplePipeline.from_pretrained(embedded_model_path("upsample"))')
+PIPELINES_CASCADE = (PIPELINES, 'cascade = Cascade.from_pretrained(upsampler="default")')
+PIPELINES_EDITING = (PIPELINES, "steps = apply_edits(")
+EMBEDDED_MODELS_BASE = (EMBEDDED_MODELS, "pipe = GlidePipeline.from_pretrained(embedded_model_path())")
+CLIP_CARD = (CARDS / "glide-shapes-clip-32" / "README.md", "pipe.load_clip_guidance(")
+UPSAMPLE_CARD = (CARDS / "glide-shapes-upsample-128" / "README.md", 'embedded_model_path("upsample")')
+INPAINT_CARD = (CARDS / "glide-shapes-inpaint-32" / "README.md", 'embedded_model_path("base-inpaint")')
+UPSAMPLE_INPAINT_CARD = (CARDS / "glide-shapes-upsample-inpaint-128" / "README.md", 'model_path("upsample-inpaint")')
+PYTHON_EXAMPLES = [
+    README_CASCADE,
+    PIPELINES_CASCADE,
+    PIPELINES_EDITING,
+    EMBEDDED_MODELS_BASE,
+    CLIP_CARD,
+    UPSAMPLE_CARD,
+    INPAINT_CARD,
+    UPSAMPLE_INPAINT_CARD,
+]
 
 
 # --- reading the guides ------------------------------------------------------------------------------------------
@@ -153,7 +175,9 @@ CLI_EXAMPLES = [(path, command) for path, unique in CLI_BLOCKS for command in co
 class CommandRun:
     folder: Path
     exit_code: int | None
-    error: str  # stderr, or the exception
+    error: str  # the exception, when `main` raised one (its error messages are in the captured stderr)
+    problems: list[str]  # what its outputs, read right after it ran, show against its caption
+    readings: str  # what the checks printed: the readings of the outputs that show their caption
 
 
 def run_guide_commands(path: Path, folder: Path) -> dict[str, CommandRun]:
@@ -173,7 +197,13 @@ def run_guide_commands(path: Path, folder: Path) -> dict[str, CommandRun]:
                 exit_code, error = main([*args, "--no_progress"]), ""
             except (Exception, SystemExit) as exception:  # reported by the command's test; the next one runs
                 exit_code, error = None, repr(exception)
-            runs[command] = CommandRun(folder, exit_code, error)
+            printed = io.StringIO()
+            try:  # read now: a later command may write the same file
+                with contextlib.redirect_stdout(printed):
+                    problems = command_checks(command, folder) if exit_code == 0 else []
+            except Exception as exception:
+                problems = [f"{command}: its outputs cannot be checked: {exception!r}"]
+            runs[command] = CommandRun(folder, exit_code, error, problems, printed.getvalue())
         return runs
 
 
@@ -243,9 +273,9 @@ def example_id(path: Path, command: str) -> str:
 )
 def test_command_line_example(guide_runs, path, command):
     run = guide_runs(path)[command]
+    print(run.readings, end="")
     assert run.exit_code == 0, f"{doc_name(path)}: {command!r} failed ({run.exit_code}): {run.error}"
-    problems = command_checks(command, run.folder)
-    assert not problems, f"{doc_name(path)}:\n" + "\n".join(problems)
+    assert not run.problems, f"{doc_name(path)}:\n" + "\n".join(run.problems)
 
 
 def test_the_inputs_are_what_command_line_md_says(guide_runs):
@@ -295,7 +325,7 @@ def caption_in(code: str, caption: str, name: str) -> str:
 
 def test_readme_cascade(tmp_path):
     name = "README.md (the whole cascade in three lines)"
-    code = fenced_block(README, 'GlideUpsamplePipeline.from_pretrained(embedded_model_path("upsample"))')
+    code = fenced_block(*README_CASCADE)
     caption = caption_in(code, "a red circle on a blue background", name)
     ns = run_block(code, name, tmp_path)
     problems = check_size(ns["low"], 32, f"{name} low") + check_size(ns["image"], 128, f"{name} image")
@@ -305,7 +335,7 @@ def test_readme_cascade(tmp_path):
 
 def test_pipelines_cascade(tmp_path, capsys):
     name = "docs/pipelines.md (the cascade)"
-    code = fenced_block(PIPELINES, 'cascade = Cascade.from_pretrained(upsampler="default")')
+    code = fenced_block(*PIPELINES_CASCADE)
     caption = caption_in(code, "a red circle on a blue background", name)
     ns = run_block(code, name, tmp_path)
     assert "(32, 32) (128, 128)" in capsys.readouterr().out  # what the example's comment says it prints
@@ -317,7 +347,7 @@ def test_pipelines_cascade(tmp_path, capsys):
 
 def test_pipelines_editing(tmp_path):
     name = "docs/pipelines.md (editing)"
-    code = fenced_block(PIPELINES, "steps = apply_edits(")
+    code = fenced_block(*PIPELINES_EDITING)
     ns = run_block(code, name, tmp_path)
     problems = check_caption(ns["image"], caption_in(code, "a blue circle on a red background", name), f"{name} image")
     problems += check_caption(
@@ -339,7 +369,7 @@ def test_pipelines_editing(tmp_path):
 
 def test_embedded_models_example(tmp_path):
     name = "docs/embedded_models.md"
-    code = fenced_block(EMBEDDED_MODELS, "pipe = GlidePipeline.from_pretrained(embedded_model_path())")
+    code = fenced_block(*EMBEDDED_MODELS_BASE)
     caption = caption_in(code, "a green square on a yellow background at the top", name)
     ns = run_block(code, name, tmp_path)
     problems = check_size(ns["image"], 32, name) + check_caption(ns["image"], caption, name)
@@ -348,7 +378,7 @@ def test_embedded_models_example(tmp_path):
 
 def test_clip_model_card(tmp_path):
     name = "embedded/glide-shapes-clip-32/README.md"
-    code = fenced_block(CARDS / "glide-shapes-clip-32" / "README.md", "pipe.load_clip_guidance(")
+    code = fenced_block(*CLIP_CARD)
     caption = caption_in(code, "a red circle on a blue background", name)  # the clip_prompt; the prompt is empty
     ns = run_block(code, name, tmp_path)
     problems = check_caption(ns["image"], caption, name)
@@ -357,7 +387,7 @@ def test_clip_model_card(tmp_path):
 
 def test_upsample_model_card(tmp_path):
     name = "embedded/glide-shapes-upsample-128/README.md"
-    code = fenced_block(CARDS / "glide-shapes-upsample-128" / "README.md", 'embedded_model_path("upsample")')
+    code = fenced_block(*UPSAMPLE_CARD)
     caption = caption_in(code, "a red circle on a blue background", name)
     ns = run_block(code, name, tmp_path)
     problems = check_size(ns["image"], 128, name) + check_caption(ns["low"], caption, f"{name} low")
@@ -370,17 +400,43 @@ def test_inpaint_model_cards(tmp_path, doc_inputs):
     command_line.md's in.png and mask.png (made for the cards' caption, "a red square on a white background"), the
     base-inpaint card's output as `low_res` (what the upsample-inpaint card says it is) and in_128.png."""
     name = "embedded/glide-shapes-inpaint-32/README.md"
-    code = fenced_block(CARDS / "glide-shapes-inpaint-32" / "README.md", 'embedded_model_path("base-inpaint")')
+    code = fenced_block(*INPAINT_CARD)
     caption = caption_in(code, "a red square on a white background", name)
     image, mask = PIL.Image.open(doc_inputs / "in.png"), PIL.Image.open(doc_inputs / "mask.png")
     low_res = run_block(code, name, tmp_path, {"image": image, "mask": mask})["image"]
     problems = check_caption(low_res, caption, name) + check_kept(low_res, image, mask, f"{name} outside the mask")
 
     name = "embedded/glide-shapes-upsample-inpaint-128/README.md"
-    code = fenced_block(CARDS / "glide-shapes-upsample-inpaint-128" / "README.md", 'model_path("upsample-inpaint")')
+    code = fenced_block(*UPSAMPLE_INPAINT_CARD)
     caption = caption_in(code, "a red square on a white background", name)
     image_128 = PIL.Image.open(doc_inputs / "in_128.png")
     ns = run_block(code, name, tmp_path, {"low_res": low_res, "image_128": image_128, "mask": mask})
     problems += check_size(ns["image"], 128, name) + check_caption(ns["image"], caption, name)
     problems += check_kept(ns["image"], image_128, mask, f"{name} outside the mask")
     assert not problems, "\n".join(problems)
+
+
+# --- nothing left out ---------------------------------------------------------------------------------------------
+
+GUIDES = [README, *sorted((REPO_ROOT / "docs").glob("*.md")), *sorted(CARDS.glob("*/README.md"))]
+# a command that samples an image; without --model it runs the embedded models (--prompts: a file of the reader's)
+SAMPLING_COMMAND = re.compile(r"diffusers-glide (generate|inpaint|upsample|img2img|edit) ")
+
+
+def test_every_embedded_example_is_run():
+    """Every command line and Python block of the guides that samples with an embedded model is one of the above."""
+    run_commands = set(CLI_EXAMPLES)
+    run_blocks = {fenced_block(path, unique) for path, unique in PYTHON_EXAMPLES}
+    left_out = []
+    for path in GUIDES:
+        for block in split_fences(path.read_text(encoding="utf-8"))[1]:
+            code = textwrap.dedent(block.code)
+            if ("embedded_model_path(" in code or "Cascade.from_pretrained(" in code) and code not in run_blocks:
+                left_out.append(f"{doc_name(path)}:{block.line}: a Python block")
+            for offset, line in enumerate(code.split("\n")):
+                match = SAMPLING_COMMAND.search(line)
+                if match is None or line.lstrip().startswith("#") or "--model" in line or "--prompts" in line:
+                    continue
+                if (path, line[match.start() :]) not in run_commands:
+                    left_out.append(f"{doc_name(path)}:{block.line + offset}: {line.strip()}")
+    assert not left_out, "examples that run embedded models but no test:\n" + "\n".join(left_out)
