@@ -10,6 +10,7 @@ from diffusers_glide.shapes import (
     ShapesDataset,
     caption_vocabulary,
     combinations_for_split,
+    scene_from_caption,
 )
 from diffusers_glide.shapes.dataset import ShapeScene, render_scene
 from diffusers_glide.shapes.scoring import evaluation_scenes, read_image, score_image
@@ -94,3 +95,51 @@ def test_held_out_evaluation_prompts():
     assert scenes[1].caption == "a red circle on a blue background in the middle"
     rendered = render_scene(scenes[3], 32)
     assert rendered.shape == (3, 32, 32)
+
+
+def test_scene_from_caption_reads_back_every_caption():
+    for color in COLORS:
+        for shape in SHAPES:
+            for background in COLORS:
+                for position in [None, *POSITIONS]:
+                    center = POSITIONS[position or "in the middle"]
+                    scene = ShapeScene(color, shape, background, position, center, 0.18)
+                    assert scene_from_caption(scene.caption) == scene
+    # case and surrounding whitespace do not matter
+    expected = ShapeScene("red", "circle", "blue", "on the left", POSITIONS["on the left"], 0.18)
+    assert scene_from_caption("  A Red CIRCLE on a Blue background ON THE LEFT\n") == expected
+    # the dataset's own captions (jittered centres, other radii) give back their words
+    for item in (ShapesDataset(20, seed=3)[i] for i in range(20)):
+        read = scene_from_caption(item["caption"])
+        scene = item["scene"]
+        assert (read.color, read.shape, read.background, read.position) == (
+            scene.color,
+            scene.shape,
+            scene.background,
+            scene.position,
+        )
+
+
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "",
+        "a red circle",
+        "a red circle on a blue",
+        "a purple circle on a blue background",
+        "a red hexagon on a blue background",
+        "a red circle on a purple background",
+        "a red circle on a blue background in the corner",
+        "a red circle on a blue background on the",
+        "a red circle on a blue background on the left please",
+        "the red circle on a blue background",
+        "a red circle in a blue background",
+        "a red circle on a blue sky",
+        "a red  circle on a blue background",
+        "an oil painting of a corgi",
+    ],
+)
+def test_scene_from_caption_refuses_other_text(caption):
+    with pytest.raises(ValueError, match="Cannot read the caption") as error:
+        scene_from_caption(caption)
+    assert repr(caption) in str(error.value)

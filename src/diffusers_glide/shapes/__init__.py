@@ -10,6 +10,8 @@ from .dataset import (
     caption_vocabulary,
     combinations_for_split,
     render_scene,
+    scene_from_caption,
+    shape_mask,
 )
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "caption_vocabulary",
     "combinations_for_split",
     "render_scene",
+    "scene_from_caption",
+    "shape_mask",
 ]

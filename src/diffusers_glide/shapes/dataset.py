@@ -74,6 +74,35 @@ class ShapeScene:
         return f"a {self.color} {self.shape} on a {self.background} background{where}"
 
 
+SCENE_RADIUS = 0.18  # the radius of a scene made from a caption (the middle of the training radii, 0.16 .. 0.21)
+
+
+def scene_from_caption(caption: str) -> ShapeScene:
+    """
+    The scene a caption describes: the inverse of [`ShapeScene.caption`].
+
+    `caption` reads "a {colour} {shape} on a {background} background", optionally followed by one of the position
+    phrases of [`POSITIONS`] ("a red circle on a blue background on the left"); case and surrounding whitespace are
+    ignored. The scene's shape is centred on the named position (the middle when none is named), with radius
+    `SCENE_RADIUS`; `position` is the phrase, or None when the caption names none.
+
+    Raises:
+        ValueError: `caption` does not have that form, or names a colour, shape or position the dataset lacks.
+    """
+    words = caption.strip().lower().split(" ")
+    if len(words) >= 7 and words[0] == "a" and words[3:5] == ["on", "a"] and words[6] == "background":
+        color, shape, background, phrase = words[1], words[2], words[5], " ".join(words[7:])
+        if color in COLORS and shape in SHAPES and background in COLORS and (not phrase or phrase in POSITIONS):
+            position = phrase or None
+            center = POSITIONS[position or "in the middle"]
+            return ShapeScene(color, shape, background, position, center, SCENE_RADIUS)
+    raise ValueError(
+        f"Cannot read the caption {caption!r}: a shapes caption reads 'a {{colour}} {{shape}} on a {{background}} "
+        f"background[ {{position}}]', with colours {list(COLORS)}, shapes {list(SHAPES)} and positions "
+        f"{list(POSITIONS)}."
+    )
+
+
 def caption_vocabulary() -> list[str]:
     """Every word a caption can contain, in a fixed order (for a word-level tokenizer)."""
     words = ["a", "on", "background"] + list(COLORS) + list(SHAPES)
