@@ -11,12 +11,18 @@ from diffusers_glide.shapes.dataset import caption_vocabulary
 from diffusers_glide.tokenization import (
     build_glide_tokenizer,
     build_word_level_tokenizer,
+    small_vocabulary,
     tokenize_prompts,
     unknown_words,
+    unknown_words_message,
 )
 from diffusers_glide.vocabularies import vocabulary_dir
 
 TOKENIZER_LOGGER = "diffusers_glide.tokenization"
+# the embedded models' words, in the order of their token ids (written out: the warnings must list exactly these)
+VOCABULARY = (
+    "a on background red green blue yellow white black circle square triangle in the middle left right at top bottom"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +73,16 @@ def test_the_warning_names_the_unknown_words(words_tokenizer, caplog):
         tokenize_prompts(words_tokenizer, ["a red circle", "a red cat on a Photo of a cat"], 16)
     assert _warnings(caplog) == [
         "Prompt 1 ('a red cat on a Photo of a cat') has words outside the tokenizer's vocabulary: 'cat', 'Photo', "
-        "'of'; the model sees them as '<unk>'."
+        f"'of' (this model knows only these 20 words: {VOCABULARY}); the model sees them as '<unk>'."
     ]
+
+
+def test_small_vocabulary_is_listed_only_for_small_word_level_tokenizers(words_tokenizer, gpt2_tokenizer):
+    assert small_vocabulary(words_tokenizer) == VOCABULARY.split()
+    assert small_vocabulary(gpt2_tokenizer) is None
+    large = build_word_level_tokenizer([f"word{i}" for i in range(101)], context_length=16)
+    assert small_vocabulary(large) is None  # 101 words: named in the warning, not listed
+    assert unknown_words_message(large, ["cat"]) == "words outside the tokenizer's vocabulary: 'cat'"
 
 
 def test_no_warning_for_known_words_or_the_gpt2_tokenizer(words_tokenizer, gpt2_tokenizer, caplog):
@@ -84,7 +98,9 @@ def test_the_embedded_pipeline_warns_with_the_words(caplog):
     assert unknown_words(pipe.tokenizer, "a red cat") == ["cat"]
     with caplog.at_level(logging.WARNING, logger=TOKENIZER_LOGGER):
         pipe("a red cat on a blue background", num_inference_steps=2, output_type="np")
-    assert any("vocabulary: 'cat';" in message for message in _warnings(caplog))
+    assert any(
+        f"vocabulary: 'cat' (this model knows only these 20 words: {VOCABULARY});" in m for m in _warnings(caplog)
+    )
 
 
 def test_the_command_line_prints_the_warning(tmp_path):
@@ -97,6 +113,6 @@ def test_the_command_line_prints_the_warning(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "Prompt 0 ('a red cat on a blue photo') has words outside the tokenizer's vocabulary: 'cat', 'photo'; the "
-        "model sees them as '<unk>'." in result.stderr
+        "Prompt 0 ('a red cat on a blue photo') has words outside the tokenizer's vocabulary: 'cat', 'photo' (this "
+        f"model knows only these 20 words: {VOCABULARY}); the model sees them as '<unk>'." in result.stderr
     )

@@ -267,6 +267,36 @@ def unknown_words(tokenizer: PreTrainedTokenizerFast, prompt: str) -> list[str]:
     return list(words.values())
 
 
+SMALL_VOCABULARY = 100  # a word-level vocabulary up to this many words is listed in full in the warnings
+
+
+def is_word_level(tokenizer) -> bool:
+    """Whether `tokenizer` is a word-level one (a closed vocabulary, unknown words read as its unk token)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and type(backend.model).__name__ == "WordLevel"
+
+
+def small_vocabulary(tokenizer) -> list[str] | None:
+    """Every word a small word-level `tokenizer` knows (at most [`SMALL_VOCABULARY`], special tokens left out), in
+    the order of their ids; None for any other tokenizer (GPT-2's BPE, CLIP's)."""
+    if not is_word_level(tokenizer):
+        return None
+    special = set(tokenizer.all_special_tokens)
+    words = [
+        word for word, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]) if word not in special
+    ]
+    return words if len(words) <= SMALL_VOCABULARY else None
+
+
+def unknown_words_message(tokenizer, words: Sequence[str]) -> str:
+    """The sentence that names `words` (unknown to `tokenizer`) and, for a small word-level vocabulary, lists it."""
+    message = f"words outside the tokenizer's vocabulary: {', '.join(repr(word) for word in words)}"
+    vocabulary = small_vocabulary(tokenizer)
+    if vocabulary is not None:
+        message += f" (this model knows only these {len(vocabulary)} words: {' '.join(vocabulary)})"
+    return message
+
+
 def tokenize_prompts(
     tokenizer: PreTrainedTokenizerFast, prompts: str | Sequence[str], context_length: int
 ) -> tuple[torch.LongTensor, torch.BoolTensor]:
@@ -308,10 +338,9 @@ def tokenize_prompts(
     unk_id = _unknown_token_id(tokenizer)
     for i, tokens in enumerate(encoded):
         if unk_id is not None and unk_id in tokens:
-            words = ", ".join(repr(word) for word in unknown_words(tokenizer, prompts[i]))
+            message = unknown_words_message(tokenizer, unknown_words(tokenizer, prompts[i]))
             logger.warning(
-                f"Prompt {i} ({prompts[i]!r}) has words outside the tokenizer's vocabulary: {words}; the model sees "
-                f"them as {tokenizer.unk_token!r}."
+                f"Prompt {i} ({prompts[i]!r}) has {message}; the model sees them as {tokenizer.unk_token!r}."
             )
         if len(tokens) > context_length:
             removed = tokenizer.decode(tokens[context_length:], clean_up_tokenization_spaces=False)

@@ -77,7 +77,7 @@ def test_the_examples_avoid_the_held_out_combinations():
         assert (words[1], words[2], words[5]) not in HELD_OUT_COMBINATIONS, example
 
 
-def test_the_embedded_model_gets_its_vocabulary_and_what_it_does_not_follow(models):
+def test_the_embedded_model_gets_its_vocabulary(models):
     assert models.names == dict.fromkeys(("base", "inpaint", "upsampler", "inpaint_upsampler", "clip"), DEFAULT)
     assert reads_shape_captions(models.base.tokenizer)
     page_help = prompt_help(models)
@@ -85,13 +85,17 @@ def test_the_embedded_model_gets_its_vocabulary_and_what_it_does_not_follow(mode
     assert page_help.examples == shapes_examples()
     for word in [*COLORS, *SHAPES, *POSITIONS]:
         assert word in page_help.vocabulary
-    assert "Positions are in its vocabulary but it does not yet follow them." in page_help.vocabulary
+    assert page_help.vocabulary == (
+        "**This model knows only these words.** Colours: red, green, blue, yellow, white, black. Shapes: circle, "
+        "square, triangle. Positions: in the middle, on the left, on the right, at the top, at the bottom. Captions "
+        "read *a red circle on a blue background on the left* (the position is optional)."
+    )
 
 
-def test_a_shapes_model_of_ones_own_gets_the_vocabulary_without_the_caveat(models, tmp_path):
+def test_a_shapes_model_of_ones_own_gets_the_vocabulary(models, tmp_path):
     page_help = prompt_help(_models_like(models, base=str(tmp_path)))
     assert page_help.placeholder == SHAPES_PLACEHOLDER
-    assert "Colours: red, green" in page_help.vocabulary and "does not yet follow" not in page_help.vocabulary
+    assert page_help.vocabulary == prompt_help(models).vocabulary
 
 
 def test_a_model_that_reads_any_text_gets_no_vocabulary(models):
@@ -107,10 +111,16 @@ def test_a_model_that_reads_any_text_gets_no_vocabulary(models):
 # Unknown words
 
 
+KNOWN = (  # the embedded models' words, written out
+    "It knows only these 20 words: a on background red green blue yellow white black circle square triangle in the "
+    "middle left right at top bottom."
+)
+
+
 def test_the_note_names_the_unknown_words_of_prompt_and_negative_prompt(models):
     tokenizer = models.base.tokenizer
     note = unknown_words_note(tokenizer, "a red Cat on a blue photo", "a cat, a dog", None)
-    assert note == "\n\n**Unknown words ignored by this model:** Cat, photo, dog"
+    assert note == f"\n\n**Unknown words ignored by this model:** Cat, photo, dog. {KNOWN}"
     assert unknown_words_note(tokenizer, "a red circle on a blue background", "") == ""
     assert unknown_words_note(build_glide_tokenizer(vocabulary_dir()), "a zxqv corgi") == ""
 
@@ -126,14 +136,14 @@ def test_generate_and_image_to_image_name_unknown_words(models, tmp_path):
     callbacks = GlideAppCallbacks(models)
     _, info, _ = callbacks.generate("a red cat on a blue photo", "", 3.0, 2, DPM_SOLVER, 0, False, 1)
     assert info.startswith("Seed 0 · DPM-Solver++, 2 steps · 32x32 · ")
-    assert info.endswith("\n\n**Unknown words ignored by this model:** cat, photo")
+    assert info.endswith(f"\n\n**Unknown words ignored by this model:** cat, photo. {KNOWN}")
     _, info, _ = callbacks.generate("a red circle on a blue background", "", 3.0, 2, DPM_SOLVER, 0, False, 1)
     assert "Unknown words" not in info
     PIL.Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8)).save(tmp_path / "grey.png")
     _, info = callbacks.img2img(
         str(tmp_path / "grey.png"), "a red circle", "a zebra", 0.5, 3.0, 2, DPM_SOLVER, 0, False, 1
     )
-    assert info.endswith("**Unknown words ignored by this model:** zebra")
+    assert info.endswith(f"**Unknown words ignored by this model:** zebra. {KNOWN}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

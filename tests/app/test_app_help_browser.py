@@ -52,12 +52,18 @@ def test_unknown_words_are_named_on_the_page(page):
     box.clear()
     box.send_keys("a red cat on a blue photo" + Keys.ENTER)
     page.wait_image("generate-gallery")
-    page.wait_for(lambda: "Unknown words ignored by this model: cat, photo" in page.text("generate-info"), TIMEOUT)
+    page.wait_for(
+        lambda: (
+            "Unknown words ignored by this model: cat, photo. It knows only these 20 words"
+            in page.text("generate-info")
+        ),
+        TIMEOUT,
+    )
 
 
 def test_a_clicked_example_fills_the_prompt_and_generates(page):
     vocabulary = page.text("generate-vocabulary")
-    assert "Colours: " + ", ".join(COLORS) in vocabulary and "does not yet follow them" in vocabulary
+    assert "Colours: " + ", ".join(COLORS) in vocabulary and "Positions: in the middle, on the left" in vocabulary
     assert page.text("model-label") == "Model: the embedded shapes model"
     example = shapes_examples()[1]
     buttons = page.driver.find_elements(By.CSS_SELECTOR, "#generate-examples button")

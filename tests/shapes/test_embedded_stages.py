@@ -120,12 +120,17 @@ def test_clip_guidance_lifts_the_unconditional_model_from_chance(base):
     assert clip_guided.accuracy >= 0.5, clip_guided
 
 
-def test_img2img_keeps_the_place_at_low_strength_and_takes_the_colours_at_high_strength():
-    """The strength sweep of docs/pipelines.md on 8 captions: the input is the scene with its two colours swapped."""
+def test_img2img_takes_the_colours_from_the_prompt_as_the_strength_grows():
+    """The strength sweep of docs/pipelines.md on 8 captions: the input is the scene with its two colours swapped.
+    Measured with these settings: both colours right in 0.00 / 0.75 / 1.00 of the samples at 0.3 / 0.7 / 0.85, the
+    distance from the input 28 / 110 / 111 (in 1/255)."""
     pipe = GlideImg2ImgPipeline.from_pipe(_load(GlidePipeline, "base"))
-    unchanged, low, high = editing.evaluate_img2img(pipe, strengths=(0.3, 0.85), limit=8, num_inference_steps=STEPS)
+    unchanged, low, middle, high = editing.evaluate_img2img(
+        pipe, strengths=(0.3, 0.7, 0.85), limit=8, num_inference_steps=STEPS
+    )
     assert unchanged.extra["colors"] == 0.0 and unchanged.extra["place_kept"] == 1.0
-    assert low.extra["place_kept"] >= 0.75 and low.extra["distance"] < high.extra["distance"], low
+    assert low.extra["colors"] == 0.0 and low.extra["distance"] < middle.extra["distance"], (low, middle)
+    assert middle.extra["colors"] >= 0.6, middle  # the issue's recolouring at 0.7 (0.83 on all 24 captions)
     assert high.extra["colors"] >= 0.75, high
 
 

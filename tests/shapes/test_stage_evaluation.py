@@ -126,6 +126,43 @@ def test_rectangle_masks_contain_the_shape_region_and_follow_the_seed():
         inpainting_cases(32, "circle")
 
 
+def test_free_form_masks_are_brush_strokes_over_the_shape_region():
+    shapes = inpainting_cases(32, "shape")
+    strokes = inpainting_cases(32, "free_form")
+    assert [c.mask.tolist() for c in strokes] == [c.mask.tolist() for c in inpainting_cases(32, "free_form")]
+    for shape, stroke in zip(shapes, strokes, strict=True):
+        region, mask = shape.mask, stroke.mask
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert mask[region == 1].eq(1).all()  # the old and the new shape are painted over
+        assert mask.sum() > region.sum() + 10  # strokes reach beyond the shapes
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert mask.sum() < len(rows) * len(cols)  # not a rectangle
+        assert 0.1 < float(mask.mean()) < 0.45
+        keep = mask == 0
+        assert torch.equal(render_scene(stroke.original, 32)[:, keep], render_scene(stroke.target, 32)[:, keep])
+
+
+def test_large_masks_are_strips_or_big_rectangles_holding_the_shape_region():
+    shapes = inpainting_cases(32, "shape")
+    larges = inpainting_cases(32, "large")
+    kinds = []
+    for index, (shape, large) in enumerate(zip(shapes, larges, strict=True)):
+        region, mask = shape.mask, large.mask
+        assert mask[region == 1].eq(1).all()
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert mask.sum() == len(rows) * len(cols)  # one solid rectangle
+        assert 0.45 <= float(mask.mean()) <= 0.75, float(mask.mean())  # about 1/2 to 3/4, never more
+        kind = index % 3
+        if kind == 0:
+            assert len(cols) == 32  # a full-width strip
+        elif kind == 1:
+            assert len(rows) == 32  # a full-height strip
+        else:
+            assert len(rows) < 32 and len(cols) < 32
+        kinds.append(kind)
+    assert sorted(set(kinds)) == [0, 1, 2]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # PSNR and the tables
 

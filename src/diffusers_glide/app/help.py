@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..cascade import DEFAULT
 from ..openai_checkpoints import OPENAI
 from ..shapes.dataset import COLORS, HELD_OUT_COMBINATIONS, POSITIONS, SHAPES, ShapeScene, caption_vocabulary
-from ..tokenization import unknown_words
+from ..tokenization import is_word_level, small_vocabulary, unknown_words
 
 SHAPES_PLACEHOLDER = "a red circle on a blue background"
 GENERIC_PLACEHOLDER = "an oil painting of a corgi wearing a party hat"
@@ -51,12 +51,6 @@ def markdown_text(text: str) -> str:
     return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in text)
 
 
-def is_word_level(tokenizer) -> bool:
-    """Whether `tokenizer` is a word-level one (a closed vocabulary, unknown words read as its unk token)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return backend is not None and type(backend.model).__name__ == "WordLevel"
-
-
 def reads_shape_captions(tokenizer) -> bool:
     """Whether `tokenizer` is a word-level tokenizer that knows every word of the shapes captions (the embedded
     models', or one trained the same way)."""
@@ -83,24 +77,20 @@ def shapes_examples() -> tuple[str, ...]:
     )
 
 
-def shapes_vocabulary(follows_positions: bool) -> str:
-    """The shapes vocabulary as one Markdown line; `follows_positions=False` adds that the model ignores them."""
+def shapes_vocabulary() -> str:
+    """The shapes vocabulary as one Markdown line."""
     line = (
         f"**This model knows only these words.** Colours: {', '.join(COLORS)}. Shapes: {', '.join(SHAPES)}. "
         f"Positions: {', '.join(POSITIONS)}. Captions read *a red circle on a blue background on the left* "
         "(the position is optional)."
     )
-    if not follows_positions:
-        line += " Positions are in its vocabulary but it does not yet follow them."
     return line
 
 
 def prompt_help(models) -> PromptHelp:
-    """The placeholder, examples and vocabulary line for the base model of `models` (`AppModels`). The embedded
-    base model does not follow positions (docs/embedded_models.md: 0.27 against 0.33 by chance)."""
+    """The placeholder, examples and vocabulary line for the base model of `models` (`AppModels`)."""
     if reads_shape_captions(models.base.tokenizer):
-        embedded = models.names.get("base") in (None, DEFAULT)
-        return PromptHelp(SHAPES_PLACEHOLDER, shapes_examples(), shapes_vocabulary(follows_positions=not embedded))
+        return PromptHelp(SHAPES_PLACEHOLDER, shapes_examples(), shapes_vocabulary())
     return PromptHelp(GENERIC_PLACEHOLDER, GENERIC_EXAMPLES, "")
 
 
@@ -115,7 +105,11 @@ def unknown_words_note(tokenizer, *prompts: str | None) -> str:
     if not words:
         return ""
     shown = ", ".join(markdown_text(word) for word in words.values())
-    return f"\n\n**Unknown words ignored by this model:** {shown}"
+    note = f"\n\n**Unknown words ignored by this model:** {shown}"
+    vocabulary = small_vocabulary(tokenizer)
+    if vocabulary is not None:
+        note += f". It knows only these {len(vocabulary)} words: {markdown_text(' '.join(vocabulary))}."
+    return note
 
 
 def model_label(name: str | None) -> str:

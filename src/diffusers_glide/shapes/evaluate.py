@@ -43,6 +43,7 @@ import json
 from dataclasses import asdict
 
 from ..cascade import DEFAULT, load_clip_guidance, load_pipeline
+from ..samplers import SAMPLERS
 from . import editing_evaluation as editing
 from . import stage_evaluation as stages
 from .scoring import evaluate_pipeline, results_table
@@ -76,6 +77,11 @@ def main(argv=None) -> int:
         "--samplers", nargs="+", choices=stages.SAMPLER_NAMES, help="upsample task (default: all of them)"
     )
     parser.add_argument("--num_samples", type=int, default=4, help="images per held-out caption")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        help="the sampler, as the command line's --sampler (default: the folder's configured one); not upsample",
+    )
     parser.add_argument("--steps", type=int, help="denoising steps (default: the scheduler's respacing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -90,8 +96,8 @@ def main(argv=None) -> int:
         parser.error("--save_grid is only available for --task text.")
     if args.task == "text" and (args.limit or args.batch_size):
         parser.error("--limit and --batch_size are not available for --task text.")
-    if args.task == "upsample" and args.steps:
-        parser.error("--task upsample takes its steps from --samplers, not --steps.")
+    if args.task == "upsample" and (args.steps or args.sampler):
+        parser.error("--task upsample takes its samplers and steps from --samplers, not --sampler or --steps.")
     if args.task in ("clip", "img2img", "sketch") and args.guidance_scales and len(args.guidance_scales) != 1:
         parser.error(f"--task {args.task} takes a single classifier-free guidance scale.")
     if args.strengths and args.task not in ("img2img", "sketch"):
@@ -106,7 +112,7 @@ def main(argv=None) -> int:
         "img2img": (GlideImg2ImgPipeline, "base"),
         "sketch": (GlideInpaintPipeline, "base-inpaint"),
     }[args.task]
-    pipeline = load_pipeline(pipeline_class, args.model, kind, progress=False)
+    pipeline = load_pipeline(pipeline_class, args.model, kind, sampler=args.sampler, progress=False)
     if args.task == "clip":
         # the --clip folder, else the noised CLIP saved in the --model folder, else the embedded one
         load_clip_guidance(pipeline, args.clip or (None if pipeline.has_clip_guidance else DEFAULT))

@@ -38,8 +38,9 @@ from ..variants import variant_of_unet_config
 from .dataset import COLORS, SHAPES, ShapeScene, render_scene, shape_mask
 from .scoring import EvaluationResult, evaluation_scenes, score_images, summarize
 
-REGIONS = ("shape", "rectangle")
+REGIONS = ("shape", "rectangle", "free_form", "large")
 _RECTANGLE_MAX_EXTENSION = 0.25  # each side of the rectangle mask moves out by up to this fraction of the size
+_LARGE_MAX_AREA = 0.75  # a "large" region covers at most this fraction of the image
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,6 +183,72 @@ def _rectangle_around(region: torch.Tensor, generator: torch.Generator) -> torch
     return rectangle
 
 
+def _large_region(region: torch.Tensor, kind: int, generator: torch.Generator) -> torch.Tensor:
+    """A large region holding `region`: `kind` 0, a full-width strip; 1, a full-height strip; 2, a rectangle. Its
+    sides grow at random until it covers about half to three quarters of the image (never more than 3/4)."""
+    size = region.shape[-1]
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    spans = [[int(ys.min()), int(ys.max()) + 1], [int(xs.min()), int(xs.max()) + 1]]  # rows, columns
+    if kind < 2:
+        spans[1 - kind] = [0, size]  # the strip runs across the whole image
+    target = (0.5 + 0.25 * float(torch.rand((), generator=generator))) * size * size
+    growable = [axis for axis in (0, 1) if not (kind < 2 and axis == 1 - kind)]
+    longest_side = size if kind < 2 else int(0.87 * size)  # a rectangle spans neither the width nor the height
+    while True:
+        area = (spans[0][1] - spans[0][0]) * (spans[1][1] - spans[1][0])
+        options = [
+            (axis, end)
+            for axis in growable
+            for end in (0, 1)
+            if (spans[axis][0] > 0 if end == 0 else spans[axis][1] < size)
+            and spans[axis][1] - spans[axis][0] < longest_side
+        ]
+        grown_area = area + area // (spans[options[0][0]][1] - spans[options[0][0]][0]) if options else area
+        if area >= target or not options or grown_area > _LARGE_MAX_AREA * size * size:
+            break
+        axis, end = options[int(torch.randint(len(options), (), generator=generator))]
+        spans[axis][end] += 1 if end else -1
+    large = torch.zeros_like(region)
+    large[spans[0][0] : spans[0][1], spans[1][0] : spans[1][1]] = 1
+    return large
+
+
+def _segment_distances(points: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Distance of each of `points` (P, 2) to the nearest of the segments `starts` -> `ends` (S, 2): (P,)."""
+    direction = ends - starts
+    along = ((points[:, None] - starts[None]) * direction[None]).sum(-1) / direction.square().sum(-1).clamp(min=1e-12)
+    closest = starts[None] + along.clamp(0, 1)[..., None] * direction[None]
+    return (points[:, None] - closest).norm(dim=-1).min(dim=1).values
+
+
+def _brush_strokes_over(region: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Brush strokes painted over `region` as a person scribbles out a shape: a zigzag across it, each turn a
+    little past its sides, with a round brush 8% to 12% of the image wide, plus a stray stroke beyond it."""
+    size = region.shape[-1]
+
+    def uniform(low, high):
+        return low + (high - low) * float(torch.rand((), generator=generator))
+
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    top, bottom = (int(ys.min()) + 0.5) / size, (int(ys.max()) + 0.5) / size
+    left, right = (int(xs.min()) + 0.5) / size, (int(xs.max()) + 0.5) / size
+    radius = uniform(0.04, 0.06)
+    rows = max(2, math.ceil((bottom - top) / (1.6 * radius)) + 1)
+    points = []
+    for row in range(rows):
+        y = top + (bottom - top) * row / (rows - 1) + uniform(-0.3, 0.3) * radius
+        x = left - uniform(0, 0.08) if row % 2 == 0 else right + uniform(0, 0.08)
+        points.append((x, y))
+    angle = uniform(0, 2 * math.pi)  # the brush leaves the last turn in a random direction
+    length = uniform(0.1, 0.25)
+    points.append((points[-1][0] + length * math.cos(angle), points[-1][1] + length * math.sin(angle)))
+    path = torch.tensor(points, dtype=torch.float32).clamp(0, 1)
+    grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    pixels = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).view(-1, 2)  # (x, y)
+    painted = (_segment_distances(pixels, path[:-1], path[1:]) <= radius).view(size, size)
+    return (painted | region.bool()).float()
+
+
 def inpainting_cases(
     size: int, region: str = "shape", split: str = "held_out", seed: int = 0, limit: int | None = None
 ) -> list[InpaintingCase]:
@@ -189,9 +256,11 @@ def inpainting_cases(
     One edit per scene of [`evaluation_scenes`] (`split`), at `size` x `size`: the target is [`edited_scene`].
 
     `region="shape"`: the mask covers every pixel that either shape touches, dilated by one pixel. `"rectangle"`:
-    an axis-aligned rectangle around that region, each side moved out by a random 0..25% of the size (seeded by
-    `seed` + the case's index), clipped to the image. `limit`: only the first cases (the same as slicing the full
-    list).
+    an axis-aligned rectangle around that region, each side moved out by a random 0..25% of the size, clipped to
+    the image. `"free_form"`: brush strokes scribbled over that region (a zigzag and a stray stroke). `"large"`: a
+    full-width strip, a full-height strip or a rectangle (in turn, by the case's index) holding that region and
+    covering about 1/2 to 3/4 of the image. Random choices are seeded by `seed` + the case's index. `limit`: only
+    the first cases (the same as slicing the full list).
     """
     if region not in REGIONS:
         raise ValueError(f"`region` must be one of {REGIONS}, got {region!r}.")
@@ -200,8 +269,13 @@ def inpainting_cases(
     for index, scene in enumerate(scenes):
         target = edited_scene(scene)
         mask = _shape_region(scene, target, size)
+        generator = torch.Generator().manual_seed(seed + index)
         if region == "rectangle":
-            mask = _rectangle_around(mask, torch.Generator().manual_seed(seed + index))
+            mask = _rectangle_around(mask, generator)
+        elif region == "free_form":
+            mask = _brush_strokes_over(mask, generator)
+        elif region == "large":
+            mask = _large_region(mask, index % 3, generator)
         image = quantize(render_scene(scene, size))
         cases.append(InpaintingCase(scene, target, image, mask, target.caption))
     return cases
