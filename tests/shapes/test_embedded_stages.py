@@ -136,14 +136,16 @@ def test_img2img_takes_the_colours_from_the_prompt_as_the_strength_grows():
 
 def test_a_sketch_places_and_colours_the_repainted_shape():
     """The sketch numbers of docs/pipelines.md on 8 edits: a blob of the target's colour, in the third shape, painted into a
-    rectangle mask; strength 0.7 draws the caption's shape there more reliably than plain inpainting."""
+    rectangle mask; at strength 0.7 the caption's shape is drawn there in the sketch's colour, and plain inpainting,
+    which follows the named position too since the position fine-tuning, as well (measured: 1.0 and 1.0)."""
     pipe = _load(GlideInpaintPipeline, "base-inpaint")
-    _, sketched, plain = editing.evaluate_sketch_inpainting(
+    sketch, sketched, plain = editing.evaluate_sketch_inpainting(
         pipe, strengths=(0.7, 1.0), limit=8, num_inference_steps=STEPS
     )
+    assert sketch.extra["shape_and_color"] == 0.0  # the blob has the third shape
     assert sketched.extra["kept_exact"] == 1.0 and plain.extra["kept_exact"] == 1.0
-    assert sketched.extra["shape_and_color"] >= max(plain.extra["shape_and_color"], 0.75), (sketched, plain)
-    assert sketched.result.all_correct >= plain.result.all_correct + 0.25, (sketched, plain)
+    assert sketched.extra["shape_and_color"] >= 0.75 and sketched.result.all_correct >= 0.75, sketched
+    assert plain.result.all_correct >= 0.75, plain
 
 
 def test_the_cascade_in_three_lines():
